@@ -1,0 +1,3 @@
+from qhd_aimd.cli import main
+
+raise SystemExit(main())

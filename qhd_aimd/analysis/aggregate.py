@@ -1,0 +1,129 @@
+"""Swarm observables from trajectories.h5 (pure functions + CSV/HDF5 writers).
+
+* adiabatic populations p_n(t) = mean over trajectories of rho_nn (theory.md, Sec. III A);
+* decoherence D_nm(t) = mean of |rho_nm|^2; mean purity Tr rho^2 (must stay 1); for models the
+  purity Tr gamma^2 of the ensemble density gamma_el = mean of rho in the diabatic frame (Eq. 65);
+* energies: swarm mean of e_kin, e_pot, e_tot (hartree) and per-trajectory drift;
+* forces: swarm mean of the mean-field, geometric and quantum-coupling parts (hartree/bohr, norm);
+* 1-D models: transmission/reflection per adiabatic state at the final time (x > 0 / x < 0).
+
+Means run over the trajectories still active at each time; standard errors are over the same.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from qhd_aimd.io.trajectories import read_trajectories
+from qhd_aimd.units import AUT_FS
+
+
+def _mean_se(values: np.ndarray, active: np.ndarray):
+    """Mean and standard error over axis 1 (trajectories) using only active entries."""
+    w = active.astype(float).reshape(active.shape + (1,) * (values.ndim - 2))
+    n = np.maximum(active.sum(axis=1), 1).reshape((-1,) + (1,) * (values.ndim - 2))
+    mean = (values * w).sum(axis=1) / n
+    var = (((values - mean[:, None]) ** 2) * w).sum(axis=1) / np.maximum(n - 1, 1)
+    return mean, np.sqrt(var / n)
+
+
+def observables(traj: dict) -> dict:
+    """All aggregated observables as arrays (see module docstring)."""
+    rho, act = traj["rho"], traj["active"]
+    f, t, n = rho.shape[0], rho.shape[1], rho.shape[2]
+    pops = np.real(np.diagonal(rho, axis1=2, axis2=3))  # (F, T, N)
+    p_mean, p_se = _mean_se(pops, act)
+    iu = np.triu_indices(n, 1)
+    coh = np.abs(rho[:, :, iu[0], iu[1]]) ** 2  # (F, T, P)
+    d_mean, d_se = _mean_se(coh, act)
+    purity = np.real(np.einsum("ftij,ftji->ft", rho, rho))
+    e_kin, e_pot = traj["e_kin_hartree"], traj["e_pot_hartree"]
+    e_tot = e_kin + e_pot
+    out = {
+        "time_au": traj["time_au"], "time_fs": traj["time_au"] * AUT_FS,
+        "populations": p_mean, "populations_se": p_se,
+        "pairs": np.stack(iu, axis=1), "coherence": d_mean, "coherence_se": d_se,
+        "purity_mean": _mean_se(purity[..., None], act)[0][:, 0],
+        "purity_max_error": np.abs(purity - 1.0).max(axis=1),
+        "e_kin": _mean_se(e_kin[..., None], act)[0][:, 0],
+        "e_pot": _mean_se(e_pot[..., None], act)[0][:, 0],
+        "e_tot": _mean_se(e_tot[..., None], act)[0][:, 0],
+        "e_tot_traj": e_tot,
+        "energy_drift_traj": e_tot - e_tot[:1],
+        "n_active": act.sum(axis=1),
+    }
+    for part in ("meanfield", "geometric", "qc"):
+        fk = traj[f"force_{part}"]
+        out[f"force_{part}_mean"] = _mean_se(fk, act)[0]  # (F, D)
+        out[f"force_{part}_norm"] = _mean_se(np.linalg.norm(fk, axis=2)[..., None], act)[0][:, 0]
+    cfg = yaml.safe_load(traj["attrs"].get("config", "")) or {}
+    model = (cfg.get("system") or {}).get("model")
+    if model is not None:
+        out.update(_model_extras(traj, cfg, model))
+    del f, t
+    return out
+
+
+def _model_extras(traj, cfg, model_name) -> dict:
+    """Ensemble purity in the diabatic frame and (1-D) transmission/reflection per state."""
+    from qhd_aimd.electronic.models import get_model
+
+    model = get_model(model_name, **(cfg["system"].get("model_params") or {}))
+    pos, rho, act = traj["positions_bohr"], traj["rho"], traj["active"]
+    _, vecs = np.linalg.eigh(model.h(pos))  # (F, T, n, n); any phases: V rho V^dag is invariant
+    rho_d = vecs @ rho @ np.swapaxes(vecs.conj(), -1, -2)
+    w = act[..., None, None] / np.maximum(act.sum(axis=1), 1)[:, None, None, None]
+    gamma = (rho_d * w).sum(axis=1)
+    extra = {"ensemble_purity": np.real(np.einsum("fij,fji->f", gamma, gamma))}
+    final_p = np.real(np.diagonal(rho[-1], axis1=1, axis2=2))  # (T, N)
+    right = pos[-1, :, 0] > 0
+    a = act[-1]
+    n_act = max(a.sum(), 1)
+    extra["transmission"] = (final_p * (right & a)[:, None]).sum(axis=0) / n_act
+    extra["reflection"] = (final_p * (~right & a)[:, None]).sum(axis=0) / n_act
+    if pos.shape[2] > 1:
+        mom = traj["momenta_au"][-1]
+        extra["final_mean_momentum"] = mom[a].mean(axis=0)
+    return extra
+
+
+def _write_csv(path: Path, header: list[str], columns: list[np.ndarray]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for row in zip(*columns):
+            w.writerow([f"{v:.12g}" for v in row])
+
+
+def aggregate(run_dir: str | Path) -> dict:
+    """Write populations.csv, coherence.csv, energy.csv, forces.csv (+ scattering.csv for 1-D
+    models) and observables.h5 into ``run_dir``; return the observables."""
+    run_dir = Path(run_dir)
+    traj = read_trajectories(run_dir / "trajectories.h5")
+    obs = observables(traj)
+    t = obs["time_fs"]
+    n = obs["populations"].shape[1]
+    _write_csv(run_dir / "populations.csv", ["time_fs"] + [f"p{i}" for i in range(n)],
+               [t] + [obs["populations"][:, i] for i in range(n)])
+    pairs = [f"d_{a}_{b}" for a, b in obs["pairs"]]
+    _write_csv(run_dir / "coherence.csv", ["time_fs"] + pairs,
+               [t] + [obs["coherence"][:, k] for k in range(len(pairs))])
+    _write_csv(run_dir / "energy.csv", ["time_fs", "e_kin", "e_pot", "e_tot"],
+               [t, obs["e_kin"], obs["e_pot"], obs["e_tot"]])
+    _write_csv(run_dir / "forces.csv", ["time_fs", "meanfield", "geometric", "qc"],
+               [t, obs["force_meanfield_norm"], obs["force_geometric_norm"], obs["force_qc_norm"]])
+    if "transmission" in obs:
+        _write_csv(run_dir / "scattering.csv", ["state", "transmission", "reflection"],
+                   [np.arange(n), obs["transmission"], obs["reflection"]])
+    with h5py.File(run_dir / "observables.h5", "w") as f:
+        for k, v in obs.items():
+            f.create_dataset(k, data=np.asarray(v))
+        f.attrs["method"] = traj["attrs"]["method"]
+        f.attrs["config"] = traj["attrs"]["config"]
+        f.create_group("failures").attrs.update({str(k): v for k, v in traj["failures"].items()})
+    return obs

@@ -1,0 +1,213 @@
+"""Typed, validated configuration of one study (one system x one method).
+
+The YAML layout (see ``config/README.md`` for every key)::
+
+    system:  {model: tully_simple, random_phases: false}                       # analytic model
+             | {molecule: {xyz: ..., charge: 0, spin: 0},
+                electronic: {method: sa-casscf, basis: 6-31g*, active_space: [2, 2], n_states: 2}}
+    initial: {position_bohr: -10.0, momentum_au: 15.0, width_bohr: 1.333,      # models
+              n_trajectories: 200, state: 0, seed: 1}
+             | {sampling: wigner, temperature_K: 0, n_trajectories: 16, state: 1, seed: 1}
+    method:  ehrenfest | geometric_ehrenfest | ehrenfest_qc | geometric_ehrenfest_qc
+    dynamics: {dt_au: 5.0, t_final_au: 3000.0}    # or dt_fs / t_final_fs
+    fields:  {bandwidth_factor: 1.0}                # swarm estimators (coupled methods)
+    output:  {checkpoint_every: 50}
+
+Errors name the offending key and are raised as ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qhd_aimd.errors import ConfigError
+from qhd_aimd.units import FS_AUT
+
+METHODS = ("ehrenfest", "geometric_ehrenfest", "ehrenfest_qc", "geometric_ehrenfest_qc")
+MODEL_NAMES = ("tully_simple", "tully_dual", "tully_extended", "berry_2d")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MoleculeSpec(_Strict):
+    xyz: str = Field(description="path of an xyz file, coordinates in angstrom")
+    charge: int = 0
+    spin: int = Field(0, ge=0, description="2S (number of unpaired electrons)")
+
+
+class ElectronicSpec(_Strict):
+    method: Literal["sa-casscf"] = "sa-casscf"
+    basis: str = "6-31g*"
+    active_space: tuple[int, int] = (2, 2)
+    n_states: int = Field(2, ge=2)
+    weights: Optional[list[float]] = None
+    density_fit: bool = False
+    conv_tol: float = Field(1e-10, gt=0)
+    conv_tol_grad: float = Field(1e-6, gt=0)
+    max_cycle: int = Field(100, ge=1)
+    force: Literal["one_solve", "term_by_term"] = "one_solve"
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if self.weights is not None:
+            if len(self.weights) != self.n_states:
+                raise ValueError(f"weights has {len(self.weights)} entries, n_states is {self.n_states}")
+            if abs(sum(self.weights) - 1.0) > 1e-8 or min(self.weights) <= 0:
+                raise ValueError("weights must be positive and sum to 1")
+        return self
+
+
+class SystemSpec(_Strict):
+    model: Optional[Literal[MODEL_NAMES]] = None
+    model_params: dict[str, float] = Field(default_factory=dict)
+    random_phases: bool = False
+    phase_kind: Literal["auto", "sign", "complex"] = "auto"
+    molecule: Optional[MoleculeSpec] = None
+    electronic: Optional[ElectronicSpec] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.model is None) == (self.molecule is None):
+            raise ValueError("give exactly one of system.model or system.molecule")
+        if self.molecule is not None and self.electronic is None:
+            self.electronic = ElectronicSpec()
+        if self.model is not None and self.electronic is not None:
+            raise ValueError("system.electronic applies to molecules only")
+        return self
+
+
+class InitialSpec(_Strict):
+    n_trajectories: int = Field(ge=1)
+    state: int = Field(0, ge=0)
+    seed: int = Field(1, ge=0)
+    # models: Wigner function of a Gaussian wavepacket
+    position_bohr: Optional[Union[float, list[float]]] = None
+    momentum_au: Optional[Union[float, list[float]]] = None
+    width_bohr: Optional[Union[float, list[float]]] = Field(None, description="std. dev. of |psi|^2")
+    # molecules
+    sampling: Optional[Literal["wigner"]] = None
+    temperature_K: float = Field(0.0, ge=0)
+    state_window_eV: Optional[tuple[float, float]] = None
+
+    @field_validator("width_bohr")
+    @classmethod
+    def _positive(cls, v):
+        vals = v if isinstance(v, list) else [v]
+        if v is not None and any(w <= 0 for w in vals):
+            raise ValueError("width_bohr must be > 0")
+        return v
+
+
+class DynamicsSpec(_Strict):
+    dt_au: Optional[float] = Field(None, gt=0)
+    t_final_au: Optional[float] = Field(None, gt=0)
+    dt_fs: Optional[float] = Field(None, gt=0)
+    t_final_fs: Optional[float] = Field(None, gt=0)
+    n_substeps: int = Field(20, ge=1, description="electronic sub-steps per nuclear step")
+
+    @model_validator(mode="after")
+    def _units(self):
+        if (self.dt_au is None) == (self.dt_fs is None):
+            raise ValueError("give exactly one of dynamics.dt_au or dynamics.dt_fs")
+        if (self.t_final_au is None) == (self.t_final_fs is None):
+            raise ValueError("give exactly one of dynamics.t_final_au or dynamics.t_final_fs")
+        if self.dt > self.t_final:
+            raise ValueError("dt is longer than t_final")
+        return self
+
+    @property
+    def dt(self) -> float:
+        """Time step, atomic units of time."""
+        return self.dt_au if self.dt_au is not None else self.dt_fs * FS_AUT
+
+    @property
+    def t_final(self) -> float:
+        """Total time, atomic units of time."""
+        return self.t_final_au if self.t_final_au is not None else self.t_final_fs * FS_AUT
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.t_final / self.dt))
+
+
+class FieldsSpec(_Strict):
+    bandwidth_factor: float = Field(1.0, gt=0, description="multiplies the Silverman bandwidth")
+    bandwidth_bohr: Optional[Union[float, list[float]]] = None
+    ridge: float = Field(1e-10, ge=0, description="Tikhonov regularisation of local regression")
+    cutoff_sigma: float = Field(4.0, gt=0, description="neighbours beyond this many bandwidths are ignored")
+
+
+class OutputSpec(_Strict):
+    checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
+
+
+class StudyConfig(_Strict):
+    system: SystemSpec
+    initial: InitialSpec
+    method: Literal[METHODS] = "ehrenfest"
+    dynamics: DynamicsSpec
+    fields: FieldsSpec = Field(default_factory=FieldsSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    name: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _initial_matches_system(self):
+        ini = self.initial
+        if self.system.model is not None:
+            missing = [k for k in ("position_bohr", "momentum_au", "width_bohr") if getattr(ini, k) is None]
+            if missing:
+                raise ValueError(f"model systems need initial.{', initial.'.join(missing)}")
+            if ini.sampling is not None:
+                raise ValueError("initial.sampling applies to molecules only")
+        else:
+            if ini.sampling is None:
+                ini.sampling = "wigner"
+            n = self.system.electronic.n_states
+            if ini.state >= n:
+                raise ValueError(f"initial.state {ini.state} >= system.electronic.n_states {n}")
+        return self
+
+
+def _format(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "invalid study configuration:\n" + "\n".join(lines)
+
+
+def parse_config(data: dict) -> StudyConfig:
+    """Validate a config dictionary; raise ``ConfigError`` listing every bad key."""
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file. Relative xyz paths resolve against the CWD first,
+    then against the config file's folder."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    cfg = parse_config(data)
+    mol = cfg.system.molecule
+    if mol is not None and not Path(mol.xyz).exists() and (path.parent / mol.xyz).exists():
+        mol.xyz = str(path.parent / mol.xyz)
+    return cfg
+
+
+def config_to_yaml(cfg: StudyConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)

@@ -1,0 +1,105 @@
+"""The conditional electronic density operator rho_el: transport, Liouvillian step, invariants.
+
+rho is an (N, N) Hermitian matrix in the adiabatic basis *the solver returned* at the current
+geometry. Functions are batched: a leading axis runs over trajectories, shape (T, N, N).
+
+Between two geometries the basis changes by the step overlap S = <u(x_t)|u(x_t+dt)>, made
+unitary by the polar decomposition U = S (S^dag S)^{-1/2}; rho is carried as rho <- U^dag rho U.
+Within the step the Liouvillian i drho/dt = [H(tau) + X, rho] is integrated in the basis of x_t
+(a locally diabatic frame) with H(tau) interpolated linearly between diag(E_t) and
+U diag(E_t+dt) U^dag. Every operation is covariant under u_n -> e^{i phi_n} u_n, so no phase
+choice is ever made (theory.md, "Gauge invariance in practice").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def unitarize(s: np.ndarray) -> np.ndarray:
+    """Closest unitary (polar factor) of overlap matrices s (..., N, N): U = S (S^dag S)^{-1/2}."""
+    w, _, vh = np.linalg.svd(s)
+    return w @ vh
+
+
+def transport(rho: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Carry rho (..., N, N) from the old basis to the new one: U^dag rho U."""
+    return np.swapaxes(u.conj(), -1, -2) @ rho @ u
+
+
+def to_frame(rho_b: np.ndarray, u_ab: np.ndarray) -> np.ndarray:
+    """Express rho_b, given in basis b, in basis a using U_ab = polar(<u(a)|u(b)>): U rho U^dag."""
+    return u_ab @ rho_b @ np.swapaxes(u_ab.conj(), -1, -2)
+
+
+def expm_hermitian(h: np.ndarray, dt: float) -> np.ndarray:
+    """exp(-i h dt) for Hermitian h (..., N, N), dt in a.u. of time."""
+    w, v = np.linalg.eigh(h)
+    return (v * np.exp(-1j * w * dt)[..., None, :]) @ np.swapaxes(v.conj(), -1, -2)
+
+
+def liouville_step(
+    rho: np.ndarray,
+    energies_old: np.ndarray,
+    energies_new: np.ndarray,
+    u: np.ndarray,
+    dt: float,
+    n_substeps: int,
+    extra: np.ndarray | None = None,
+) -> np.ndarray:
+    """Propagate rho over one nuclear step and return it in the *new* adiabatic basis.
+
+    Parameters
+    ----------
+    rho : (T, N, N) complex, in the old basis
+    energies_old, energies_new : (T, N) hartree, adiabatic energies at both ends of the step
+    u : (T, N, N) unitarised step overlap <u(old)|u(new)>
+    dt : a.u. of time
+    n_substeps : exponential mid-point sub-steps
+    extra : (T, N, N) Hermitian, hartree; the method's additional generator X - H_el (held
+        constant over the step, in the old basis)
+
+    Returns
+    -------
+    (T, N, N) complex, rho at the end of the step in the new basis.
+    """
+    h0 = _diag(energies_old)
+    h1 = u @ _diag(energies_new) @ np.swapaxes(u.conj(), -1, -2)
+    if extra is not None:
+        h0 = h0 + extra
+        h1 = h1 + extra
+    tau = dt / n_substeps
+    for k in range(n_substeps):
+        s = (k + 0.5) / n_substeps
+        prop = expm_hermitian((1.0 - s) * h0 + s * h1, tau)
+        rho = prop @ rho @ np.swapaxes(prop.conj(), -1, -2)
+    return transport(rho, u)
+
+
+def _diag(e: np.ndarray) -> np.ndarray:
+    out = np.zeros(e.shape + (e.shape[-1],), dtype=complex)
+    idx = np.arange(e.shape[-1])
+    out[..., idx, idx] = e
+    return out
+
+
+def pure_state(n_states: int, state: int) -> np.ndarray:
+    """rho = |state><state| in an adiabatic basis of n_states."""
+    rho = np.zeros((n_states, n_states), dtype=complex)
+    rho[state, state] = 1.0
+    return rho
+
+
+def trace_error(rho: np.ndarray) -> np.ndarray:
+    """|Tr rho - 1| per matrix."""
+    return np.abs(np.trace(rho, axis1=-2, axis2=-1) - 1.0)
+
+
+def purity_error(rho: np.ndarray) -> np.ndarray:
+    """|Tr rho^2 - 1| per matrix."""
+    return np.abs(np.einsum("...ij,...ji->...", rho, rho) - 1.0)
+
+
+def hermiticity_error(rho: np.ndarray) -> np.ndarray:
+    """max |rho - rho^dag| per matrix."""
+    return np.abs(rho - np.swapaxes(rho.conj(), -1, -2)).max(axis=(-2, -1))

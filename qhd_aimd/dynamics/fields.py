@@ -1,0 +1,121 @@
+"""Swarm estimators of the fields that coupled-trajectory methods need.
+
+Trajectories are fluid elements of the nuclear density, so spatial derivatives at a trajectory
+come from its neighbours (theory.md, "Practical estimators"):
+
+* n(x) and d ln n: Gaussian kernel density over the swarm positions, product kernel with one
+  bandwidth per degree of freedom (Silverman's rule times ``bandwidth_factor``, or fixed).
+* d_j rho, d_j^2 rho: weighted local quadratic regression (linear + diagonal quadratic terms) of
+  the neighbours' rho expressed in the trajectory's own basis (common frame given by the caller,
+  built from cross-geometry state overlaps: gauge covariant, no phase choice).
+* g_kj = Re Tr(rho d_k rho d_j rho) (Fubini-Study metric, gauge invariant), and d_i g_kj by a
+  weighted local linear regression of the neighbours' g.
+
+All lengths in bohr. Neighbours farther than ``cutoff`` bandwidths (Mahalanobis distance) get
+zero weight and are never mapped into the frame (no overlap is computed for them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bandwidth(positions: np.ndarray, factor: float = 1.0, fixed=None) -> np.ndarray:
+    """Kernel bandwidth per degree of freedom, bohr, (D,).
+
+    Silverman's rule for a product Gaussian kernel, h_j = sigma_j (4 / ((D + 2) T))^{1/(D+4)},
+    times ``factor``; ``fixed`` (scalar or (D,)) overrides it. Degrees of freedom with zero spread
+    get the largest bandwidth of the others (or 1 bohr).
+    """
+    t, d = positions.shape
+    if fixed is not None:
+        return np.broadcast_to(np.asarray(fixed, float), (d,)).copy()
+    sigma = positions.std(axis=0, ddof=1) if t > 1 else np.zeros(d)
+    h = factor * sigma * (4.0 / ((d + 2) * max(t, 1))) ** (1.0 / (d + 4))
+    floor = h.max() if h.max() > 0 else 1.0
+    return np.where(h > 0, h, floor)
+
+
+def kernel_matrix(positions: np.ndarray, h: np.ndarray, cutoff: float = 4.0) -> np.ndarray:
+    """W_ab = exp(-|(x_a - x_b)/h|^2 / 2), zero beyond ``cutoff`` bandwidths; (T, T)."""
+    z = (positions[:, None, :] - positions[None, :, :]) / h
+    r2 = np.einsum("abj,abj->ab", z, z)
+    w = np.exp(-0.5 * r2)
+    w[r2 > cutoff**2] = 0.0
+    return w
+
+
+def grad_log_density(positions: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """d_j ln n at every trajectory from the kernel density estimate, (T, D), 1/bohr."""
+    diff = positions[None, :, :] - positions[:, None, :]  # x_b - x_a, indexed [a, b, j]
+    return np.einsum("ab,abj->aj", w, diff) / (h**2 * w.sum(axis=1)[:, None])
+
+
+def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quadratic: bool,
+              ridge: float = 1e-10):
+    """Weighted least squares dy ~ sum_j c_j dx_j (+ 1/2 sum_j q_j dx_j^2), no intercept.
+
+    Parameters
+    ----------
+    dx : (K, D) neighbour displacements, bohr; dy : (K, ...) value differences; w : (K,) weights;
+    h : (D,) length scale of the columns; ridge : Tikhonov parameter relative to the mean
+    diagonal of the normal matrix.
+
+    Returns
+    -------
+    first : (D, ...) first derivatives; second : (D, ...) diagonal second derivatives (zeros if
+    not ``quadratic``).
+    """
+    k, d = dx.shape
+    z = dx / h
+    cols = [z, 0.5 * z**2] if quadratic else [z]
+    a = np.concatenate(cols, axis=1)  # (K, P)
+    y = dy.reshape(k, -1)
+    aw = a * w[:, None]
+    normal = aw.T @ a
+    scale = max(np.trace(normal) / normal.shape[0], 1e-300)
+    normal += ridge * scale * np.eye(normal.shape[0])
+    coef = np.linalg.solve(normal, aw.T @ y)
+    first = (coef[:d] / h[:, None]).reshape((d,) + dy.shape[1:])
+    if quadratic:
+        second = (coef[d:] / (h**2)[:, None]).reshape((d,) + dy.shape[1:])
+    else:
+        second = np.zeros_like(first)
+    return first, second
+
+
+def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True):
+    """d_j rho and d_j^2 rho at trajectory ``a`` in its own basis, each (D, N, N).
+
+    ``rho_in_frame(a, b)`` returns neighbour b's rho expressed in a's basis (N, N); it is called
+    only for neighbours with non-zero weight.
+    """
+    nbrs = [b for b in np.flatnonzero(w[a]) if b != a]
+    rho_a = rho_in_frame(a, a)
+    if not nbrs:
+        z = np.zeros((positions.shape[1],) + rho_a.shape, dtype=complex)
+        return z, z.copy()
+    drho = np.stack([rho_in_frame(a, b) for b in nbrs]) - rho_a
+    dx = positions[nbrs] - positions[a]
+    return local_fit(dx, drho, w[a, nbrs], h, quadratic, ridge)
+
+
+def metric(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:
+    """g_kj = Re Tr(rho d_k rho d_j rho), (D, D), 1/bohr^2 (quantum geometric tensor, real part)."""
+    return np.real(np.einsum("ab,kbc,jca->kj", rho, drho, drho))
+
+
+def berry_curvature(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:
+    """B_kj = -2 Im Tr(rho d_k rho d_j rho), (D, D) (Eq. 73, hbar = 1)."""
+    return -2.0 * np.imag(np.einsum("ab,kbc,jca->kj", rho, drho, drho))
+
+
+def metric_gradient(a: int, positions, w, h, g_all, ridge=1e-10) -> np.ndarray:
+    """d_i g_kj at trajectory ``a`` by local linear regression of the swarm's g, (D, D, D) [i,k,j]."""
+    nbrs = [b for b in np.flatnonzero(w[a]) if b != a]
+    d = positions.shape[1]
+    if not nbrs:
+        return np.zeros((d, d, d))
+    dx = positions[nbrs] - positions[a]
+    first, _ = local_fit(dx, g_all[nbrs] - g_all[a], w[a, nbrs], h, quadratic=False, ridge=ridge)
+    return first

@@ -1,0 +1,204 @@
+"""Lock-step velocity-Verlet propagation of a trajectory swarm with rho_el.
+
+One step for every (active) trajectory, all of them in lock-step:
+
+1. half kick p += dt/2 F(t) and drift x += dt p / M;
+2. one electronic-structure call at the new geometry (warm-started from the previous step) and
+   the step overlap S = <u(x_t)|u(x_t+dt)>;
+3. rho propagated over the step in the locally diabatic frame of x_t with H interpolated and the
+   method's extra generator X (from the swarm fields at t), then carried to the new basis;
+4. mean-field force -Tr(rho dH) at t+dt, swarm fields at t+dt (coupled methods: neighbours'
+   positions and rho, exchanged over MPI) giving the geometric / quantum-coupling forces and the
+   generator for the next step; second half kick.
+
+The fields at t+dt are reused by the next step, so each step costs one backend ``compute``, one
+step ``overlap`` and one ``force`` per trajectory (plus neighbour overlaps for coupled methods).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from qhd_aimd.dynamics import fields as fl
+from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
+from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
+from qhd_aimd.errors import QhdError
+from qhd_aimd.swarm.comm import SerialComm
+
+
+@dataclass
+class Swarm:
+    """The trajectories this rank owns, at one time. Arrays have a leading axis over them.
+
+    positions (L, D) bohr; momenta (L, D) a.u.; rho (L, N, N) in each trajectory's current
+    adiabatic basis; elec list of ``ElectronicData``; forces (L, D) hartree/bohr split into
+    mean-field, geometric and quantum-coupling parts; extra (L, N, N) hartree: the method's
+    generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason.
+    """
+
+    ids: np.ndarray
+    step: int
+    time_au: float
+    positions: np.ndarray
+    momenta: np.ndarray
+    rho: np.ndarray
+    elec: list
+    f_meanfield: np.ndarray
+    f_geometric: np.ndarray
+    f_qc: np.ndarray
+    extra: np.ndarray
+    active: np.ndarray
+    failures: dict = field(default_factory=dict)
+
+    @property
+    def force(self) -> np.ndarray:
+        return self.f_meanfield + self.f_geometric + self.f_qc
+
+    def energies(self, masses):
+        """(e_kin, e_pot) per trajectory, hartree: sum p^2/2M and Tr(rho H_el)."""
+        e_kin = 0.5 * np.einsum("tj,tj,j->t", self.momenta, self.momenta, 1.0 / masses)
+        e_adia = np.stack([e.energies for e in self.elec])
+        e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
+        return e_kin, e_pot
+
+
+@dataclass
+class Propagator:
+    """Options of the propagation (no state): backend, method, time step and swarm estimators.
+
+    Parameters
+    ----------
+    backend : ElectronicBackend
+    method : str, one of ``METHODS``
+    dt : a.u. of time
+    n_substeps : electronic sub-steps per nuclear step
+    bandwidth_factor, bandwidth_bohr, ridge, cutoff : swarm estimator options (``fields``)
+    comm : communicator (``SerialComm`` or mpi4py)
+    """
+
+    backend: object
+    method: str
+    dt: float
+    n_substeps: int = 20
+    bandwidth_factor: float = 1.0
+    bandwidth_bohr: object = None
+    ridge: float = 1e-10
+    cutoff: float = 4.0
+    comm: object = field(default_factory=SerialComm)
+
+    def __post_init__(self):
+        self._method = METHODS[self.method]
+        self.masses = np.asarray(self.backend.masses, float)
+
+    # ------------------------------------------------------------------ setup
+    def initialize(self, ids, positions, momenta, states) -> Swarm:
+        """Swarm at t = 0 with rho = |state><state| in the solver's basis at each position."""
+        ids = np.asarray(ids, int)
+        n = self.backend.n_states
+        elec, active, failures = [], np.ones(len(ids), bool), {}
+        for i, x in enumerate(positions):
+            try:
+                elec.append(self.backend.compute(np.asarray(x, float)))
+            except QhdError as exc:
+                raise QhdError(f"trajectory {ids[i]}: electronic structure failed at t=0: {exc}") from exc
+        rho = np.stack([pure_state(n, int(s)) for s in states]) if len(ids) else np.zeros((0, n, n), complex)
+        d = self.masses.shape[0]
+        swarm = Swarm(ids, 0, 0.0, np.array(positions, float).reshape(-1, d),
+                      np.array(momenta, float).reshape(-1, d), rho, elec,
+                      np.zeros((len(ids), d)), np.zeros((len(ids), d)), np.zeros((len(ids), d)),
+                      np.zeros_like(rho), active, failures)
+        swarm.f_meanfield = self._meanfield(swarm)
+        self._update_fields(swarm)
+        return swarm
+
+    # ------------------------------------------------------------------ step
+    def step(self, s: Swarm) -> Swarm:
+        """Advance the swarm by dt (collective: every rank must call it)."""
+        dt, act = self.dt, np.flatnonzero(s.active)
+        pos, mom = s.positions.copy(), s.momenta.copy()
+        mom[act] += 0.5 * dt * s.force[act]
+        pos[act] += dt * mom[act] / self.masses
+        elec, failures, active = list(s.elec), dict(s.failures), s.active.copy()
+        for i in act:
+            try:
+                elec[i] = self.backend.compute(pos[i], reference=s.elec[i])
+            except QhdError as exc:
+                active[i] = False
+                failures[int(s.ids[i])] = f"t={s.time_au + dt:.3f} au: {exc}"
+                pos[i], mom[i] = s.positions[i], s.momenta[i]
+        act = np.flatnonzero(active)
+        rho = s.rho.copy()
+        if len(act):
+            u = unitarize(np.stack([self.backend.overlap(s.elec[i], elec[i]) for i in act]))
+            e_old = np.stack([s.elec[i].energies for i in act])
+            e_new = np.stack([elec[i].energies for i in act])
+            extra = s.extra[act] if self._method.coupled else None
+            rho[act] = liouville_step(s.rho[act], e_old, e_new, u, dt, self.n_substeps, extra)
+        new = replace(s, step=s.step + 1, time_au=s.time_au + dt, positions=pos, momenta=mom,
+                      rho=rho, elec=elec, active=active, failures=failures)
+        new.f_meanfield = self._meanfield(new)
+        self._update_fields(new)
+        new.momenta[act] += 0.5 * dt * new.force[act]
+        return new
+
+    def _meanfield(self, s: Swarm) -> np.ndarray:
+        f = s.f_meanfield.copy()
+        for i in np.flatnonzero(s.active):
+            f[i] = self.backend.force(s.elec[i], s.rho[i])
+        return f
+
+    # ------------------------------------------------------------------ swarm fields
+    def _update_fields(self, s: Swarm) -> None:
+        """Geometric / quantum-coupling forces and generator at the swarm's current time."""
+        if not self._method.coupled:
+            return
+        g = self.gather(s)
+        act_ids = [i for i in sorted(g) if g[i][3]]
+        pos = np.stack([g[i][0] for i in act_ids])
+        h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr)
+        w = fl.kernel_matrix(pos, h, self.cutoff)
+        dlnn = fl.grad_log_density(pos, w, h)
+        where = {tid: k for k, tid in enumerate(act_ids)}
+        inv_mass = 1.0 / self.masses
+        d = pos.shape[1]
+        quadratic = self._method.geometric
+
+        def rho_in_frame(a, b):
+            ta, tb = act_ids[a], act_ids[b]
+            if a == b:
+                return g[ta][1]
+            u_ab = unitarize(self.backend.overlap(g[ta][2], g[tb][2]))
+            return to_frame(g[tb][1], u_ab)
+
+        local = [i for i in np.flatnonzero(s.active)]
+        drho = np.zeros((len(local), d) + s.rho.shape[1:], complex)
+        d2rho = np.zeros_like(drho)
+        gm = np.zeros((len(local), d, d))
+        for n, i in enumerate(local):
+            a = where[int(s.ids[i])]
+            drho[n], d2rho[n] = fl.rho_derivatives(a, pos, w, h, rho_in_frame, self.ridge, quadratic)
+            gm[n] = fl.metric(s.rho[i], drho[n])
+        dg = np.zeros((len(local), d, d, d))
+        if self._method.geometric:
+            g_all = self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local)})
+            g_all = {k: v for part in g_all for k, v in part.items()}
+            g_arr = np.stack([g_all[t] for t in act_ids])
+            for n, i in enumerate(local):
+                dg[n] = fl.metric_gradient(where[int(s.ids[i])], pos, w, h, g_arr, self.ridge)
+        dl = np.stack([dlnn[where[int(s.ids[i])]] for i in local]) if local else np.zeros((0, d))
+        s.extra = np.zeros_like(s.rho)
+        s.f_geometric = np.zeros_like(s.positions)
+        s.f_qc = np.zeros_like(s.positions)
+        if local:
+            s.extra[local] = extra_generator(self._method, inv_mass, dl, drho, d2rho)
+            s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
+
+    def gather(self, s: Swarm) -> dict:
+        """{trajectory id: (position, rho, electronic data, active)} over all ranks."""
+        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i], bool(s.active[i])) for i, t in enumerate(s.ids)}
+        out = {}
+        for part in self.comm.allgather(mine):
+            out.update(part)
+        return out

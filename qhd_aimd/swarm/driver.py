@@ -1,0 +1,151 @@
+"""Run a study: initial conditions -> lock-step swarm (serial or MPI) -> trajectories.h5.
+
+Every rank owns the trajectories ``local_ids(T, rank, size)``; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qhd_aimd import __version__
+from qhd_aimd.config import StudyConfig, config_to_yaml
+from qhd_aimd.dynamics.integrator import Propagator, Swarm
+from qhd_aimd.electronic import make_backend
+from qhd_aimd.errors import QhdError
+from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_frame
+from qhd_aimd.swarm.comm import get_comm, local_ids
+
+_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
+
+
+def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
+    """positions (T, D), momenta (T, D), states (T,), symbols (molecules) for the whole swarm."""
+    ini = cfg.initial
+    if cfg.system.model is not None:
+        from qhd_aimd.prepare.wavepacket import sample_wavepacket
+
+        pos, mom = sample_wavepacket(ini.position_bohr, ini.momentum_au, ini.width_bohr,
+                                     ini.n_trajectories, ini.seed)
+        return {"positions": pos, "momenta": mom, "states": np.full(len(pos), ini.state), "symbols": None}
+    from qhd_aimd.prepare.molecule import load_initial_conditions, prepare_molecule
+
+    path = out_dir / "initial_conditions.h5"
+    if comm.rank == 0 and not path.exists():
+        prepare_molecule(cfg, out_dir)
+    comm.barrier()
+    ic = load_initial_conditions(path)
+    n = ini.n_trajectories
+    if len(ic["positions_bohr"]) < n:
+        raise QhdError(f"{path} holds {len(ic['positions_bohr'])} trajectories, config asks for {n}")
+    return {"positions": ic["positions_bohr"][:n], "momenta": ic["momenta_au"][:n],
+            "states": ic["states"][:n], "symbols": list(ic["symbols"])}
+
+
+def _pack(swarm: Swarm) -> dict:
+    """Per-trajectory checkpoint data of this rank, keyed by trajectory id."""
+    return {int(t): {**{k: getattr(swarm, k)[i] for k in _SWARM_FIELDS}, "elec": swarm.elec[i]}
+            for i, t in enumerate(swarm.ids)}
+
+
+def _unpack(state: dict, ids: list[int]) -> Swarm:
+    per = state["trajectories"]
+    arrays = {k: np.stack([per[t][k] for t in ids]) for k in _SWARM_FIELDS}
+    return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
+                 elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, progress: bool = True) -> Path | None:
+    """Propagate the study's swarm; returns the path of trajectories.h5 on rank 0 (None elsewhere).
+
+    With ``restart`` the run continues from ``out_dir/run/checkpoint.pkl`` when present (and
+    starts from scratch when absent); without it an existing checkpoint is an error.
+    """
+    out = Path(out_dir)
+    comm = get_comm()
+    if comm.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    comm.barrier()
+    store = RunStore(out) if comm.rank == 0 else None
+    ic = initial_conditions(cfg, out, comm)
+    backend = make_backend(cfg, ic["symbols"])
+    fcfg = cfg.fields
+    prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
+                      fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm)
+    ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
+    cfg_yaml = config_to_yaml(cfg)
+
+    state = store.load_checkpoint() if (store is not None and restart) else None
+    if store is not None and not restart and store.checkpoint_path.exists():
+        state = {"error": f"{store.checkpoint_path} exists: pass --restart to continue it, or use a new --out"}
+    state = comm.bcast(state, root=0)
+    if state is not None and "error" in state:
+        raise QhdError(state["error"])
+    if state is not None:
+        if state["config"] != cfg_yaml:
+            raise QhdError("the checkpoint was written with a different config; refusing to restart")
+        swarm = _unpack(state, ids)
+    else:
+        swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
+        _record(swarm, prop, comm, store)
+        _checkpoint(swarm, comm, store, cfg_yaml)
+
+    n_steps, every = cfg.dynamics.n_steps, cfg.output.checkpoint_every
+    clock = _Progress(n_steps, swarm.step, enabled=progress and comm.rank == 0)
+    while swarm.step < n_steps:
+        swarm = prop.step(swarm)
+        _record(swarm, prop, comm, store)
+        if swarm.step % every == 0 or swarm.step == n_steps:
+            _checkpoint(swarm, comm, store, cfg_yaml)
+        clock.tick(swarm.step)
+
+    failures = {}
+    for part in comm.allgather(swarm.failures):
+        failures.update(part)
+    if store is None:
+        return None
+    attrs = {"format": FORMAT, "method": cfg.method, "n_states": backend.n_states,
+             "n_trajectories": cfg.initial.n_trajectories, "dt_au": cfg.dynamics.dt, "config": cfg_yaml,
+             "labels": list(getattr(backend, "labels", [])), "version": __version__,
+             "n_ranks": comm.size}
+    return store.finalize(attrs, failures, {"masses_au": np.asarray(backend.masses, float)})
+
+
+def _record(swarm, prop, comm, store):
+    parts = comm.gather(local_frame(swarm, prop.masses), root=0)
+    if store is not None:
+        store.add(frame_from_parts(parts, swarm.step, swarm.time_au))
+
+
+def _checkpoint(swarm, comm, store, cfg_yaml):
+    parts = comm.gather((_pack(swarm), swarm.failures), root=0)
+    if store is None:
+        return
+    per, failures = {}, {}
+    for p, f in parts:
+        per.update(p)
+        failures.update(f)
+    store.checkpoint({"step": swarm.step, "time_au": swarm.time_au, "trajectories": per,
+                      "failures": failures, "config": cfg_yaml})
+
+
+class _Progress:
+    """Rank-0 progress line with ETA (stderr), at most every few seconds."""
+
+    def __init__(self, n_steps, start, enabled, every_s=5.0):
+        self.n, self.start, self.enabled, self.every = n_steps, start, enabled, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def tick(self, step):
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.every and step < self.n):
+            return
+        self.last = now
+        done = step - self.start
+        rate = (now - self.t0) / max(done, 1)
+        eta = rate * (self.n - step)
+        print(f"[qhd-aimd] step {step}/{self.n} ({100 * step / self.n:.0f}%), "
+              f"{rate:.3g} s/step, ETA {eta:.0f} s", file=sys.stderr, flush=True)
