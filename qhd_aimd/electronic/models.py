@@ -14,8 +14,10 @@ Models (atomic units)
     Two-state, two-dimensional model with a complex coupling carrying the phase e^{iWy}:
     H = A [[-cos t, sin t e^{iWy}], [sin t e^{-iWy}, cos t]], t = (pi/2)(erf(Bx) + 1),
     the form used by G. Miao, N. Bellonzi, J. Subotnik, J. Chem. Phys. 150, 124101 (2019).
-    Our default parameters: A = 0.02 Ha, B = 3.0 /bohr, W = 5.0 /bohr, mass 1000 m_e (both
-    coordinates). Time-reversal symmetry is broken for W != 0: the adiabatic states cannot be
+    Our default parameters (chosen here, not taken from that paper): A = 0.10 Ha, B = 1.0 /bohr,
+    W = 5.0 /bohr, mass 1000 m_e (both coordinates): for p_x ~ 20 a.u. the passage is adiabatic,
+    so the Berry force is the whole story; smaller A / larger B make it non-adiabatic
+    (``system.model_params``). Time-reversal symmetry is broken for W != 0: the adiabatic states cannot be
     made real, and the Berry curvature integrated across the crossing gives a transverse
     momentum kick dp_y = -W on the lower and +W on the upper adiabat (adiabatic passage from
     x = -inf to +inf; see ``berry_kick``).
@@ -134,8 +136,8 @@ class Berry2D(DiabaticModel):
     name: str = "berry_2d"
     dim: int = 2
     mass: float = 1000.0
-    A: float = 0.02
-    B: float = 3.0
+    A: float = 0.10
+    B: float = 1.0
     W: float = 5.0
 
     def _theta(self, x):

@@ -1,0 +1,78 @@
+"""rho_el transport and Liouvillian step: invariants and gauge covariance."""
+
+import numpy as np
+
+from qhd_aimd.dynamics.density import (hermiticity_error, liouville_step, purity_error, pure_state,
+                                       to_frame, trace_error, transport, unitarize)
+
+
+def _random_unitary(rng, n, t=()):
+    z = rng.normal(size=t + (n, n)) + 1j * rng.normal(size=t + (n, n))
+    q, r = np.linalg.qr(z)
+    return q
+
+
+def _random_pure(rng, n, t):
+    c = rng.normal(size=(t, n)) + 1j * rng.normal(size=(t, n))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    return np.einsum("ti,tj->tij", c, c.conj())
+
+
+def test_unitarize_is_polar_factor_and_gauge_covariant():
+    rng = np.random.default_rng(1)
+    s = rng.normal(size=(3, 3)) + 1j * rng.normal(size=(3, 3))
+    u = unitarize(s)
+    assert np.allclose(u.conj().T @ u, np.eye(3), atol=1e-13)
+    p = u.conj().T @ s  # positive semidefinite Hermitian
+    assert np.allclose(p, p.conj().T, atol=1e-12) and np.linalg.eigvalsh(p).min() > -1e-12
+    d1 = np.diag(np.exp(1j * rng.uniform(0, 2 * np.pi, 3)))
+    d2 = np.diag(np.exp(1j * rng.uniform(0, 2 * np.pi, 3)))
+    assert np.allclose(unitarize(d1.conj().T @ s @ d2), d1.conj().T @ u @ d2, atol=1e-12)
+
+
+def test_liouville_step_conserves_trace_purity_hermiticity():
+    rng = np.random.default_rng(2)
+    t, n = 50, 3
+    rho = _random_pure(rng, n, t)
+    e0, e1 = rng.normal(size=(t, n)), rng.normal(size=(t, n))
+    u = _random_unitary(rng, n, (t,))
+    extra = rng.normal(size=(t, n, n)) + 1j * rng.normal(size=(t, n, n))
+    extra = extra + np.swapaxes(extra.conj(), 1, 2)
+    for _ in range(200):
+        rho = liouville_step(rho, e0, e1, u, 0.7, 5, extra)
+    assert trace_error(rho).max() < 1e-10
+    assert purity_error(rho).max() < 1e-10
+    assert hermiticity_error(rho).max() < 1e-10
+
+
+def test_liouville_step_is_gauge_covariant():
+    """New-basis phases D: result becomes D^dag rho D; old-basis phases cancel."""
+    rng = np.random.default_rng(3)
+    t, n = 10, 2
+    rho = _random_pure(rng, n, t)
+    e0, e1 = rng.normal(size=(t, n)), rng.normal(size=(t, n))
+    s = rng.normal(size=(t, n, n)) + 1j * rng.normal(size=(t, n, n))
+    ref = liouville_step(rho, e0, e1, unitarize(s), 5.0, 10)
+    d_old = np.exp(1j * rng.uniform(0, 2 * np.pi, (t, n)))
+    d_new = np.exp(1j * rng.uniform(0, 2 * np.pi, (t, n)))
+    rho_g = d_old.conj()[:, :, None] * rho * d_old[:, None, :]  # rho in rephased old basis
+    s_g = d_old.conj()[:, :, None] * s * d_new[:, None, :]
+    out = liouville_step(rho_g, e0, e1, unitarize(s_g), 5.0, 10)
+    assert np.allclose(out, d_new.conj()[:, :, None] * ref * d_new[:, None, :], atol=1e-12)
+
+
+def test_adiabatic_limit_keeps_population():
+    """Identity overlap (no coupling): populations stay, coherence only acquires a phase."""
+    rho = np.array([[[0.5, 0.5], [0.5, 0.5]]], complex)
+    e = np.array([[0.0, 0.1]])
+    out = liouville_step(rho, e, e, np.eye(2)[None], 10.0, 4)
+    assert np.allclose(np.diagonal(out[0]).real, [0.5, 0.5])
+    assert np.isclose(out[0, 0, 1], 0.5 * np.exp(1j * 0.1 * 10.0))
+
+
+def test_transport_and_frame_are_inverse():
+    rng = np.random.default_rng(4)
+    u = _random_unitary(rng, 3)
+    rho = _random_pure(rng, 3, 1)[0]
+    assert np.allclose(to_frame(transport(rho, u), u), rho, atol=1e-13)
+    assert np.allclose(pure_state(3, 1), np.diag([0, 1, 0]))

@@ -1,0 +1,137 @@
+"""Lock-step propagation: accuracy vs independent integration, invariants, energy, gauge invariance."""
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from qhd_aimd.dynamics.density import hermiticity_error, purity_error, trace_error
+from qhd_aimd.dynamics.integrator import Propagator
+from qhd_aimd.dynamics.methods import METHODS
+from qhd_aimd.electronic.models import ModelBackend, get_model
+from qhd_aimd.prepare.wavepacket import sample_wavepacket
+
+# (model, initial position, momentum) giving a full passage through the coupling region
+CASES = {"tully_simple": ([-10.0], [15.0]), "tully_dual": ([-10.0], [25.0]),
+         "tully_extended": ([-15.0], [10.0]), "berry_2d": ([-4.0, 0.0], [20.0, 0.0])}
+
+
+def _run(backend, method, x0, p0, dt, n_steps, states=None, n_substeps=10, **kw):
+    prop = Propagator(backend, method, dt, n_substeps, **kw)
+    x0, p0 = np.atleast_2d(x0), np.atleast_2d(p0)
+    states = np.zeros(len(x0), int) if states is None else states
+    s = prop.initialize(np.arange(len(x0)), x0, p0, states)
+    frames = [s]
+    for _ in range(n_steps):
+        s = prop.step(s)
+        frames.append(s)
+    return frames
+
+
+def _n_steps(name, dt):
+    x0, p0 = CASES[name]
+    mass = get_model(name).mass
+    return int(round(2 * abs(x0[0]) * mass / p0[0] / dt))
+
+
+def _reference(model, x0, p0, t_final):
+    """Ehrenfest by an independent route: diabatic coefficients, DOP853 at tight tolerance."""
+    d = model.dim
+
+    def rhs(t, y):
+        x, p = y[:d], y[d:2 * d]
+        c = y[2 * d:2 * d + 2] + 1j * y[2 * d + 2:]
+        f = -np.real(np.einsum("a,kab,b->k", c.conj(), model.dh(x), c))
+        dc = -1j * model.h(x) @ c
+        return np.concatenate([p / model.mass, f, dc.real, dc.imag])
+
+    _, v = np.linalg.eigh(model.h(np.asarray(x0)))
+    c0 = v[:, 0]
+    y0 = np.concatenate([x0, p0, c0.real, c0.imag])
+    y = solve_ivp(rhs, (0, t_final), y0, method="DOP853", rtol=1e-11, atol=1e-12).y[:, -1]
+    x, p, c = y[:d], y[d:2 * d], y[2 * d:2 * d + 2] + 1j * y[2 * d + 2:]
+    _, v = np.linalg.eigh(model.h(x))
+    return x, p, np.abs(v.conj().T @ c) ** 2
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ehrenfest_matches_independent_integration(name):
+    model = get_model(name)
+    dt = 2.0
+    n = _n_steps(name, dt)
+    s = _run(ModelBackend(model), "ehrenfest", *CASES[name], dt, n)[-1]
+    x, p, pops = _reference(model, np.array(CASES[name][0]), np.array(CASES[name][1]), n * dt)
+    assert np.abs(np.real(np.diagonal(s.rho[0])) - pops).max() < 1e-4
+    assert np.abs(s.positions[0] - x).max() < 1e-3
+    assert np.abs(s.momenta[0] - p).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ehrenfest_energy_conserved(name):
+    """Drift E(t_final) - E(0) < 1e-6 Ha over a full passage at dt = 2 a.u.; the fluctuation
+    inside the coupling region is the O(dt^2) error of velocity Verlet."""
+    model = get_model(name)
+    backend = ModelBackend(model)
+    drift, fluct = [], []
+    for dt in (1.0, 2.0):
+        frames = _run(backend, "ehrenfest", *CASES[name], dt, _n_steps(name, dt))
+        e = np.array([sum(f.energies(model.masses))[0] for f in frames])
+        drift.append(abs(e[-1] - e[0]))
+        fluct.append(np.abs(e - e[0]).max())
+    assert max(drift) < 1e-6
+    assert fluct[0] < 1e-5
+    assert 3.0 < fluct[1] / fluct[0] < 6.0  # second order in dt
+
+
+def _swarm(name="tully_simple", n=16, seed=3):
+    x0, p0 = CASES[name]
+    width = 1.0
+    return sample_wavepacket(x0, p0, width, n, seed)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_rho_invariants_all_methods(method):
+    pos, mom = _swarm()
+    frames = _run(ModelBackend(get_model("tully_simple")), method, pos, mom, 5.0, 320)
+    rho = np.stack([f.rho for f in frames])
+    assert trace_error(rho).max() < 1e-10
+    assert purity_error(rho).max() < 1e-10
+    assert hermiticity_error(rho).max() < 1e-10
+    # the run went through the coupling region: real non-adiabatic dynamics happened
+    assert np.real(rho[-1, :, 1, 1]).mean() > 0.1
+    if METHODS[method].coupled:
+        f_extra = np.abs(np.stack([f.f_geometric + f.f_qc for f in frames])).max()
+        assert f_extra > 0
+
+
+def _observables(frames):
+    rho = np.stack([f.rho for f in frames])
+    return (np.stack([f.positions for f in frames]), np.stack([f.momenta for f in frames]),
+            np.real(np.diagonal(rho, axis1=2, axis2=3)), np.abs(rho) ** 2)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("name,kind", [("tully_simple", "sign"), ("tully_simple", "complex"),
+                                       ("berry_2d", "complex")])
+def test_gauge_invariance_under_random_phases(method, name, kind):
+    """Fresh random eigenvector phases at every backend call change nothing observable."""
+    model = get_model(name)
+    pos, mom = _swarm(name, n=12)
+    ref = _observables(_run(ModelBackend(model), method, pos, mom, 4.0, 60))
+    rnd = _observables(_run(ModelBackend(model, random_phases=True, phase_kind=kind, seed=11),
+                            method, pos, mom, 4.0, 60))
+    for a, b in zip(ref, rnd):
+        assert np.abs(a - b).max() < 1e-8
+
+
+@pytest.mark.parametrize("state,sign", [(0, -1.0), (1, 1.0)])
+def test_berry_force_kick_in_complex_model(state, sign):
+    """Adiabatic passage through the complex model: Ehrenfest gives dp_y = -W (lower) / +W (upper),
+    the Berry-curvature flux, with random complex phases at every step (no phase choice exists)."""
+    model = get_model("berry_2d")
+    backend = ModelBackend(model, random_phases=True, phase_kind="complex", seed=5)
+    s = _run(backend, "ehrenfest", [-4.0, 0.0], [20.0, 0.0], 1.0, 400, states=np.array([state]))[-1]
+    assert abs(s.momenta[0, 1] - sign * model.W) < 0.01 * model.W
+    assert abs(s.momenta[0, 1] - model.berry_kick(state)) < 0.01 * model.W
+    assert np.real(s.rho[0, state, state]) > 0.999
+    # kinetic energy is conserved by the (magnetic-like) Berry force: p_x^2 + p_y^2 unchanged
+    assert abs(np.sum(s.momenta[0] ** 2) - 400.0) < 0.1

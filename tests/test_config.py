@@ -1,0 +1,62 @@
+"""Study config validation: good configs parse, bad ones fail naming the key."""
+
+import pytest
+
+from qhd_aimd.config import load_config, parse_config
+from qhd_aimd.errors import ConfigError
+
+GOOD = {"system": {"model": "tully_simple"},
+        "initial": {"position_bohr": -10.0, "momentum_au": 15.0, "width_bohr": 1.333,
+                    "n_trajectories": 200, "state": 0, "seed": 1},
+        "method": "ehrenfest", "dynamics": {"dt_au": 5.0, "t_final_au": 3000.0}}
+
+
+def test_issue_example_parses():
+    cfg = parse_config(GOOD)
+    assert cfg.dynamics.n_steps == 600 and cfg.dynamics.dt == 5.0
+
+
+def test_fs_units_convert():
+    cfg = parse_config({**GOOD, "dynamics": {"dt_fs": 0.25, "t_final_fs": 50}})
+    assert abs(cfg.dynamics.dt - 0.25 / 0.0241888432658) < 1e-9
+    assert cfg.dynamics.n_steps == 200
+
+
+@pytest.mark.parametrize("patch,key", [
+    ({"method": "surface_hopping"}, "method"),
+    ({"system": {"model": "tully_9"}}, "system.model"),
+    ({"dynamics": {"dt_au": -1, "t_final_au": 10}}, "dynamics.dt_au"),
+    ({"dynamics": {"dt_au": 1, "dt_fs": 1, "t_final_au": 10}}, "dt_au or dynamics.dt_fs"),
+    ({"initial": {**GOOD["initial"], "width_bohr": 0}}, "initial.width_bohr"),
+    ({"initial": {**GOOD["initial"], "n_trajectories": 0}}, "initial.n_trajectories"),
+    ({"system": {"model": "tully_simple", "molecule": {"xyz": "a.xyz"}}}, "exactly one"),
+    ({"typo_key": 1}, "typo_key"),
+])
+def test_bad_values_name_the_key(patch, key):
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**GOOD, **patch})
+    assert key in str(exc.value)
+
+
+def test_molecule_config_from_issue(tmp_path):
+    (tmp_path / "m.xyz").write_text("2\n\nLi 0 0 0\nH 0 0 1.6\n")
+    (tmp_path / "s.yaml").write_text(
+        "system: {molecule: {xyz: m.xyz, charge: 0, spin: 0},\n"
+        "         electronic: {method: sa-casscf, basis: 6-31g*, active_space: [2, 2], n_states: 2, density_fit: true}}\n"
+        "initial: {sampling: wigner, temperature_K: 0, n_trajectories: 16, state: 1, seed: 1}\n"
+        "method: ehrenfest\ndynamics: {dt_fs: 0.25, t_final_fs: 50}\n")
+    cfg = load_config(tmp_path / "s.yaml")
+    assert cfg.system.electronic.n_states == 2 and cfg.initial.sampling == "wigner"
+    assert cfg.system.molecule.xyz == str(tmp_path / "m.xyz")
+
+
+def test_initial_state_beyond_n_states_rejected(tmp_path):
+    data = {"system": {"molecule": {"xyz": "x.xyz"}, "electronic": {"n_states": 2}},
+            "initial": {"n_trajectories": 2, "state": 2}, "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}}
+    with pytest.raises(ConfigError, match="n_states"):
+        parse_config(data)
+
+
+def test_missing_file_is_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
