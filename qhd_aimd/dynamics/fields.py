@@ -87,17 +87,16 @@ def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quad
 def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True):
     """d_j rho and d_j^2 rho at trajectory ``a`` in its own basis, each (D, N, N).
 
-    ``rho_in_frame(a, b)`` returns neighbour b's rho expressed in a's basis (N, N); it is called
-    only for neighbours with non-zero weight.
+    ``rho_in_frame(a, nbrs)`` returns the neighbours' rho expressed in a's basis, (K, N, N),
+    plus a's own rho, (N, N); it is called only with neighbours of non-zero weight.
     """
-    nbrs = [b for b in np.flatnonzero(w[a]) if b != a]
-    rho_a = rho_in_frame(a, a)
-    if not nbrs:
+    nbrs = np.array([b for b in np.flatnonzero(w[a]) if b != a], int)
+    rho_nbrs, rho_a = rho_in_frame(a, nbrs)
+    if len(nbrs) == 0:
         z = np.zeros((positions.shape[1],) + rho_a.shape, dtype=complex)
         return z, z.copy()
-    drho = np.stack([rho_in_frame(a, b) for b in nbrs]) - rho_a
     dx = positions[nbrs] - positions[a]
-    return local_fit(dx, drho, w[a, nbrs], h, quadratic, ridge)
+    return local_fit(dx, rho_nbrs - rho_a, w[a, nbrs], h, quadratic, ridge)
 
 
 def metric(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:

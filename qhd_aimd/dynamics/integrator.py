@@ -24,6 +24,7 @@ import numpy as np
 from qhd_aimd.dynamics import fields as fl
 from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
 from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
+from qhd_aimd.electronic.base import overlaps
 from qhd_aimd.errors import QhdError
 from qhd_aimd.swarm.comm import SerialComm
 
@@ -165,12 +166,13 @@ class Propagator:
         d = pos.shape[1]
         quadratic = self._method.geometric
 
-        def rho_in_frame(a, b):
-            ta, tb = act_ids[a], act_ids[b]
-            if a == b:
-                return g[ta][1]
-            u_ab = unitarize(self.backend.overlap(g[ta][2], g[tb][2]))
-            return to_frame(g[tb][1], u_ab)
+        def rho_in_frame(a, nbrs):
+            own = g[act_ids[a]]
+            if len(nbrs) == 0:
+                return np.zeros((0,) + own[1].shape, complex), own[1]
+            others = [g[act_ids[b]] for b in nbrs]
+            u_ab = unitarize(overlaps(self.backend, own[2], [o[2] for o in others]))
+            return to_frame(np.stack([o[1] for o in others]), u_ab), own[1]
 
         local = [i for i in np.flatnonzero(s.active)]
         drho = np.zeros((len(local), d) + s.rho.shape[1:], complex)

@@ -78,6 +78,15 @@ class ElectronicBackend(Protocol):
         """
 
 
+def overlaps(backend, a: ElectronicData, others: list) -> np.ndarray:
+    """(K, N, N) overlaps <u(a)|u(b)> for every b in ``others``; uses the backend's batched
+    ``overlaps(a, others)`` when it has one (optional capability), else ``overlap`` per pair."""
+    batched = getattr(backend, "overlaps", None)
+    if batched is not None:
+        return batched(a, others)
+    return np.stack([backend.overlap(a, b) for b in others])
+
+
 def meanfield_force(dhdx: np.ndarray, rho: np.ndarray) -> np.ndarray:
     """-Tr(rho dH/dx_k) for every k: (D,) hartree/bohr, from dhdx (D, N, N) and rho (N, N)."""
     return -np.real(np.einsum("mn,knm->k", rho, dhdx))

@@ -255,5 +255,9 @@ class ModelBackend:
         """<u_n(a)|u_m(b)>: exact, since the diabatic basis is complete and common."""
         return a.handle.conj().T @ b.handle
 
+    def overlaps(self, a: ElectronicData, others: list) -> np.ndarray:
+        """Batched ``overlap`` of a with every element of ``others``: (K, N, N)."""
+        return np.einsum("an,kam->knm", a.handle.conj(), np.stack([b.handle for b in others]))
+
     def force(self, data: ElectronicData, rho: np.ndarray) -> np.ndarray:
         return meanfield_force(data.dhdx, rho)
