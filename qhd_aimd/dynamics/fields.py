@@ -5,7 +5,7 @@ come from its neighbours (theory.md, "Practical estimators"):
 
 * n(x) and d ln n: Gaussian kernel density over the swarm positions, product kernel with one
   bandwidth per degree of freedom (Silverman's rule times ``bandwidth_factor``, or fixed).
-* d_j rho, d_j^2 rho: weighted local quadratic regression (linear + diagonal quadratic terms) of
+* d_j rho, d_j^2 rho: weighted local quadratic regression (linear + quadratic terms) of
   the neighbours' rho expressed in the trajectory's own basis (common frame given by the caller,
   built from cross-geometry state overlaps: gauge covariant, no phase choice).
 * g_kj = Re Tr(rho d_k rho d_j rho) (Fubini-Study metric, gauge invariant), and d_i g_kj by a
@@ -53,7 +53,10 @@ def grad_log_density(positions: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.
 
 def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quadratic: bool,
               ridge: float = 1e-10):
-    """Weighted least squares dy ~ sum_j c_j dx_j (+ 1/2 sum_j q_j dx_j^2), no intercept.
+    """Weighted least squares dy ~ sum_j c_j dx_j (+ 1/2 sum_ij q_ij dx_i dx_j), no intercept.
+
+    The quadratic model has the full Hessian when there are at least twice as many neighbours as
+    coefficients, else its diagonal only (few neighbours in many dimensions).
 
     Parameters
     ----------
@@ -68,7 +71,12 @@ def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quad
     """
     k, d = dx.shape
     z = dx / h
-    cols = [z, 0.5 * z**2] if quadratic else [z]
+    cols = [z]
+    if quadratic:
+        cols.append(0.5 * z**2)
+        iu = np.triu_indices(d, 1)
+        if k >= 2 * (2 * d + len(iu[0])):
+            cols.append(z[:, iu[0]] * z[:, iu[1]])
     a = np.concatenate(cols, axis=1)  # (K, P)
     y = dy.reshape(k, -1)
     aw = a * w[:, None]
@@ -78,7 +86,7 @@ def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quad
     coef = np.linalg.solve(normal, aw.T @ y)
     first = (coef[:d] / h[:, None]).reshape((d,) + dy.shape[1:])
     if quadratic:
-        second = (coef[d:] / (h**2)[:, None]).reshape((d,) + dy.shape[1:])
+        second = (coef[d:2 * d] / (h**2)[:, None]).reshape((d,) + dy.shape[1:])
     else:
         second = np.zeros_like(first)
     return first, second
