@@ -1,0 +1,733 @@
+"""State-averaged CASSCF (PySCF) as an electronic-structure backend.
+
+This module and ``qhd_aimd.prepare`` are the only places that import PySCF.
+
+What a call does (atomic units throughout: bohr, hartree, hartree/bohr)
+-----------------------------------------------------------------------
+``compute(x, reference)``
+    SA-CASSCF with equal weights (or ``ElectronicSpec.weights``) over ``n_states`` roots of the
+    spin given by ``MoleculeSpec.spin``; the FCI solver is spin-projected with ``fix_spin_``
+    (ss = S(S+1)). Warm start comes **only** from ``reference`` (an earlier ``ElectronicData``):
+    its orbitals re-orthonormalised in the new AO metric (Loewdin, C (C^T S C)^{-1/2}) and its CI
+    vectors as the initial guess; no RHF is run then. The backend object keeps no per-call state,
+    so a restart from a checkpointed handle is bitwise reproducible.
+
+    Retry ladder when ``mc.converged`` is False (each rung starts afresh from its own guess, so
+    the ladder is deterministic):
+
+    1. the initial guess (warm or RHF) with ``max_cycle`` macro iterations;
+    2. the same guess, ``2 * max_cycle`` macro iterations, a smaller orbital step
+       (``max_stepsize = 0.01``) and an augmented-Hessian level shift of 1e-3;
+    3. (warm starts only) a cold start from a fresh RHF, ``2 * max_cycle`` macro iterations;
+    4. ``ConvergenceError``.
+
+``overlap(a, b)``
+    Exact <Psi_n(a)|Psi_m(b)> between CASSCF states built on different orbitals: the alpha (and
+    beta) determinant overlap det(S[core+I, core+J]) is factorised as det(S_cc) det(M[I, J]) with
+    the Schur complement M = S_AA - S_Ac S_cc^{-1} S_cA of the core block, and the active part is
+    evaluated by ``pyscf.fci.addons.overlap`` with the (non-unitary) orbital overlap M. When the
+    core block is ill-conditioned (smallest singular value < 1e-6) the brute-force determinant
+    sum ``overlap_bruteforce`` is used instead (exact, slower).
+
+``force(data, rho)``
+    Ehrenfest force F_k = -Tr(rho dH/dx_k). ``force="one_solve"`` (default): ONE CP-SA-CASSCF
+    Lagrangian solve with a rho-weighted source (see ``_RhoLagrangian``), which equals the sum of
+    the N state gradients and N(N-1)/2 NACs term by term because every piece of the Lagrangian is
+    linear in its sources. ``force="term_by_term"``: N gradient calls and N(N-1)/2 NAC calls of
+    PySCF (``derivatives``), assembled with ``dhdx_from_derivatives``.
+
+States are returned exactly as PySCF gives them; no sign or phase of any state is ever changed.
+Analytic derivatives require equal state-averaging weights (a PySCF restriction) and no density
+fitting (not implemented here); both raise ``MissingPropertyError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import reduce
+from itertools import product
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from pyscf import gto, lib, mcscf, scf
+from pyscf.fci import addons as fci_addons
+from pyscf.fci import cistring, direct_spin1
+from pyscf.grad import casscf as casscf_grad
+from pyscf.grad import sacasscf as sacasscf_grad
+from pyscf.mcscf import newton_casscf
+from pyscf.nac import sacasscf as nac_sacasscf
+
+from qhd_aimd.electronic.base import ElectronicData, dhdx_from_derivatives, meanfield_force
+from qhd_aimd.errors import ConfigError, ConvergenceError, MissingPropertyError
+from qhd_aimd.units import AMU_ME
+
+__all__ = ["CasscfBackend", "CasscfHandle", "overlap_bruteforce", "state_overlap", "build_mol",
+           "atom_masses_amu"]
+
+#: smallest singular value of the core-core orbital overlap below which ``overlap`` uses the
+#: brute-force determinant sum instead of the Schur complement
+CORE_SINGULAR_TOL = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# handle
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CasscfHandle:
+    """Everything needed to rebuild one converged SA-CASSCF calculation (picklable).
+
+    Attributes
+    ----------
+    symbols : tuple of str, element symbols
+    coords : (natm, 3) float, bohr
+    basis : str
+    charge, spin : int (spin = 2S)
+    ncore, ncas : int
+    nelecas : (int, int) active alpha and beta electrons
+    mo_coeff : (nao, nmo) float, converged SA-CASSCF orbitals
+    ci : tuple of N (na, nb) arrays, CI vectors as PySCF returned them
+    energies : (N,) float, hartree, ascending
+    weights : tuple of N float, state-averaging weights
+    """
+
+    symbols: tuple
+    coords: np.ndarray
+    basis: str
+    charge: int
+    spin: int
+    ncore: int
+    ncas: int
+    nelecas: tuple
+    mo_coeff: np.ndarray
+    ci: tuple
+    energies: np.ndarray
+    weights: tuple
+
+    def with_ci(self, ci: Sequence[np.ndarray]) -> "CasscfHandle":
+        """Copy with other CI vectors (gauge tests: e.g. a state multiplied by -1)."""
+        return CasscfHandle(**{**self.__dict__, "ci": tuple(np.asarray(c) for c in ci)})
+
+    def mol(self) -> gto.Mole:
+        return build_mol(self.symbols, self.coords.ravel(), self.basis, self.charge, self.spin)
+
+
+def build_mol(symbols, positions_bohr, basis, charge=0, spin=0) -> gto.Mole:
+    """PySCF ``Mole`` (no symmetry, silent) at ``positions_bohr`` (D,) in bohr."""
+    xyz = np.asarray(positions_bohr, float).reshape(-1, 3)
+    if len(symbols) != xyz.shape[0]:
+        raise ConfigError(f"{len(symbols)} atoms but {xyz.shape[0]} coordinate triples")
+    mol = gto.Mole()
+    mol.atom = [(s, tuple(r)) for s, r in zip(symbols, xyz)]
+    mol.unit = "Bohr"
+    mol.basis = basis
+    mol.charge = charge
+    mol.spin = spin
+    mol.symmetry = False
+    mol.verbose = 0
+    mol.build()
+    return mol
+
+
+def atom_masses_amu(mol) -> np.ndarray:
+    """(natm,) masses of the most abundant isotopes, amu (PySCF's COMMON_ISOTOPE_MASSES;
+    PySCF's ``atom_mass_list(isotope_avg=False)`` gives integer mass numbers instead)."""
+    from pyscf.data import elements
+    return np.array([elements.COMMON_ISOTOPE_MASSES[z] for z in mol.atom_charges()], float)
+
+
+def _lowdin_reorthonormalize(c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """C (C^T S C)^{-1/2}: orbitals of another geometry made orthonormal in the metric S."""
+    m = c.T @ s @ c
+    w, v = np.linalg.eigh(m)
+    return c @ (v * w**-0.5) @ v.T
+
+
+def _krylov_refine(hop, vecs, tol, max_iter=60):
+    """Lowest len(vecs) Ritz pairs of the Hermitian operator ``hop`` in the block-Krylov space
+    grown from ``vecs`` by their residuals. Returns (energies ascending, vectors, converged)."""
+    n = len(vecs)
+    v, _ = np.linalg.qr(np.array(vecs).T)
+    hv = np.array([hop(c) for c in v.T]).T
+    for _ in range(max_iter):
+        hsub = v.T @ hv
+        w, u = np.linalg.eigh(0.5 * (hsub + hsub.T))
+        w, u = w[:n], u[:, :n]
+        x = v @ u
+        r = hv @ u - x * w
+        res = np.linalg.norm(r, axis=0)
+        if res.max() < tol:
+            return w, list(x.T), True
+        # new directions: residuals orthogonalised against the space (twice, for stability)
+        new = r[:, res >= tol]
+        for _ in range(2):
+            new -= v @ (v.T @ new)
+        q, rr = np.linalg.qr(new)
+        keep = np.abs(np.diag(rr)) > 1e-3 * tol
+        if not keep.any():
+            return w, list(x.T), bool(res.max() < 10 * tol)
+        q = q[:, keep]
+        v = np.hstack([v, q])
+        hv = np.hstack([hv, np.array([hop(c) for c in q.T]).T])
+    return w, list(x.T), False
+
+
+# --------------------------------------------------------------------------------------------
+# overlaps
+# --------------------------------------------------------------------------------------------
+def _orbital_overlap(a: CasscfHandle, b: CasscfHandle) -> np.ndarray:
+    """(nocc_a, nocc_b) overlap <phi_p(a)|phi_q(b)> of core+active orbitals across geometries."""
+    s_ao = gto.intor_cross("int1e_ovlp", a.mol(), b.mol())
+    na = a.ncore + a.ncas
+    nb = b.ncore + b.ncas
+    return a.mo_coeff[:, :na].T @ s_ao @ b.mo_coeff[:, :nb]
+
+
+def _check_compatible(a: CasscfHandle, b: CasscfHandle):
+    if (a.ncore, a.ncas, tuple(a.nelecas)) != (b.ncore, b.ncas, tuple(b.nelecas)):
+        raise ValueError("overlap between different active spaces")
+
+
+def overlap_bruteforce(a: CasscfHandle, b: CasscfHandle) -> np.ndarray:
+    """<Psi_n(a)|Psi_m(b)> by the explicit determinant sum (reference / fallback).
+
+    Every alpha (beta) string pair contributes det(S[core + I, core + J]) with S the full
+    core+active orbital overlap; cost ~ n_strings^2 determinants of size ncore + n_alpha.
+    """
+    _check_compatible(a, b)
+    s = _orbital_overlap(a, b)
+    ncore, ncas = a.ncore, a.ncas
+    core = list(range(ncore))
+
+    def string_dets(nel):
+        strs = cistring.make_strings(range(ncas), nel)
+        occ = [core + [ncore + i for i in range(ncas) if (int(st) >> i) & 1] for st in strs]
+        d = np.empty((len(occ), len(occ)))
+        for i, oi in enumerate(occ):
+            for j, oj in enumerate(occ):
+                d[i, j] = np.linalg.det(s[np.ix_(oi, oj)]) if oi else 1.0
+        return d
+
+    da = string_dets(a.nelecas[0])
+    db = da if a.nelecas[0] == a.nelecas[1] else string_dets(a.nelecas[1])
+    n, m = len(a.ci), len(b.ci)
+    out = np.empty((n, m))
+    for i, j in product(range(n), range(m)):
+        out[i, j] = np.einsum("IJ,IK,KL,JL->", a.ci[i], da, b.ci[j], db)
+    return out
+
+
+def state_overlap(a: CasscfHandle, b: CasscfHandle) -> np.ndarray:
+    """(N, N) real <Psi_n(a)|Psi_m(b)>: core folded in exactly by the Schur complement."""
+    _check_compatible(a, b)
+    s = _orbital_overlap(a, b)
+    nc = a.ncore
+    if nc > 0:
+        s_cc = s[:nc, :nc]
+        sv = np.linalg.svd(s_cc, compute_uv=False)
+        if sv.min() < CORE_SINGULAR_TOL:
+            return overlap_bruteforce(a, b)
+        det_cc = np.linalg.det(s_cc)
+        m = s[nc:, nc:] - s[nc:, :nc] @ np.linalg.solve(s_cc, s[:nc, nc:])
+    else:
+        det_cc = 1.0
+        m = s
+    prefactor = det_cc**2  # alpha and beta core determinants (closed-shell core)
+    nel = tuple(a.nelecas)
+    out = np.empty((len(a.ci), len(b.ci)))
+    for i, ca in enumerate(a.ci):
+        # transform the bra once, then dot with every ket
+        ta = fci_addons.transform_ci_for_orbital_rotation(ca, a.ncas, nel, m)
+        for j, cb in enumerate(b.ci):
+            out[i, j] = np.dot(ta.ravel(), np.asarray(cb).ravel())
+    return prefactor * out
+
+
+# --------------------------------------------------------------------------------------------
+# combined (rho-weighted) CP-SA-CASSCF Lagrangian
+# --------------------------------------------------------------------------------------------
+def _combined_rdm12(ci, ncas, nelecas, r):
+    """sum_n r_nn D_n + sum_{n<m} 2 r_nm sym(T_nm) for 1- and 2-RDMs (r real symmetric)."""
+    n = len(ci)
+    d1 = np.zeros((ncas, ncas))
+    d2 = np.zeros((ncas,) * 4)
+    for i in range(n):
+        for j in range(i, n):
+            w = r[i, i] if i == j else 2.0 * r[i, j]
+            if w == 0.0:
+                continue
+            if i == j:
+                t1, t2 = direct_spin1.make_rdm12(ci[i], ncas, nelecas)
+            else:
+                # same as pyscf.nac.sacasscf.make_fcasscf_nacs (ket=i, bra=j)
+                t1, t2 = direct_spin1.trans_rdm12(ci[j], ci[i], ncas, nelecas)
+                t1 = 0.5 * (t1 + t1.T)
+                t2 = 0.5 * (t2 + t2.transpose(1, 0, 3, 2))
+            d1 += w * t1
+            d2 += w * t2
+    return d1, d2
+
+
+class _RhoLagrangian(sacasscf_grad.Gradients):
+    """SA-CASSCF Lagrangian whose source is Tr(R dH): one linear solve for the Ehrenfest force.
+
+    With R real symmetric and Tr R = 1, the quantity
+
+        G = sum_n R_nn dE_n/dx + sum_{n<m} 2 R_nm h_nm,   h_nm = <n|dH/dx|m> (PySCF NAC with
+                                                               mult_ediff, state=(n, m))
+
+    is obtained exactly like one PySCF state gradient (``lagrange.Gradients.kernel``) with
+
+    * Hamiltonian response: the single-state CASSCF gradient (nuclear repulsion + core + active)
+      evaluated with the combined density D = sum R_nn D_n + sum_{n<m} 2 R_nm sym(T_nm) (the
+      constant core/nuclear part comes with weight Tr R = 1, exactly as in sum R_nn grad_n and
+      as the NACs' ``grad_elec_active`` which has no core part), plus the CSF term
+      sum_{n<m} 2 R_nm (E_m - E_n) <n|d m>_CSF from one antisymmetric transition density;
+    * wave-function response (Lagrangian source): orbital part = one ``gen_g_hop`` call with D
+      (same linearity argument), CI part block k = sum_m R_km g^CI_m, where g^CI_m is the CI
+      gradient of root m (gradients put g^CI_n in block n; a NAC (n, m) puts g^CI_n / 2 in
+      block m and g^CI_m / 2 in block n);
+    * the Hessian, preconditioner and L . dJ/dx are those of PySCF (independent of the source).
+    """
+
+    _keys = {"rho_weights"}
+
+    def __init__(self, mc, r):
+        self.rho_weights = np.asarray(r, float)
+        sacasscf_grad.Gradients.__init__(self, mc, state=0)
+
+    def _patched_fcasscf(self, ci):
+        d1, d2 = _combined_rdm12(ci, self.base.ncas, self.base.nelecas, self.rho_weights)
+        attr = {
+            "make_rdm12": lambda *args, **kwargs: (d1, d2),
+            "make_rdm1": lambda *args, **kwargs: d1,
+            "make_rdm2": lambda *args, **kwargs: d2,
+        }
+        return self.make_fcasscf(state=0, fcisolver_attr=attr)
+
+    def get_wfn_response(self, atmlst=None, state=None, verbose=None, mo=None, ci=None, **kwargs):
+        if verbose is None:
+            verbose = self.verbose
+        if mo is None:
+            mo = self.base.mo_coeff
+        if ci is None:
+            ci = self.base.ci
+        r = self.rho_weights
+        fcasscf = self._patched_fcasscf(ci)
+        fcasscf.mo_coeff = mo
+        eris = fcasscf.ao2mo(mo)
+        g_all = np.zeros(self.nlag)
+        gci = []
+        for n in range(self.nroots):
+            fcasscf.ci = ci[n]
+            g = newton_casscf.gen_g_hop(fcasscf, mo, ci[n], eris, verbose)[0]
+            if n == 0:
+                g_all[: self.ngorb] = g[: self.ngorb]
+            gci.append(g[self.ngorb :])
+        gci = np.asarray(gci)
+        g_all[self.ngorb :] = (r @ gci).ravel()
+        return g_all
+
+    def get_ham_response(self, state=None, atmlst=None, verbose=None, mo=None, ci=None,
+                         eris=None, mf_grad=None, **kwargs):
+        if atmlst is None:
+            atmlst = self.atmlst
+        if verbose is None:
+            verbose = self.verbose
+        if mo is None:
+            mo = self.base.mo_coeff
+        if ci is None:
+            ci = self.base.ci
+        if mf_grad is None:
+            mf_grad = self.base._scf.nuc_grad_method()
+        r = self.rho_weights
+        fg = casscf_grad.Gradients(self._patched_fcasscf(ci))
+        fg._finalize = lambda: None
+        de = fg.kernel(mo_coeff=mo, ci=ci[0], atmlst=atmlst, verbose=verbose)
+        # CSF term of the NACs, exactly pyscf.nac.sacasscf.nac_csf * (E_bra - E_ket)
+        ncore, ncas, nelecas = self.base.ncore, self.base.ncas, self.base.nelecas
+        e = np.asarray(self.base.e_states)
+        tm = np.zeros((ncas, ncas))
+        for i in range(self.nroots):
+            for j in range(i + 1, self.nroots):
+                if r[i, j] == 0.0:
+                    continue
+                t = direct_spin1.trans_rdm1(ci[j], ci[i], ncas, nelecas)  # ket=i, bra=j
+                tm += 2.0 * r[i, j] * (e[j] - e[i]) * (t.T - t)
+        if np.any(tm):
+            mo_cas = mo[:, ncore : ncore + ncas]
+            de = de + nac_sacasscf._nac_csf(self.mol, mf_grad, mo_cas @ tm @ mo_cas.T, atmlst)
+        return de
+
+
+# --------------------------------------------------------------------------------------------
+# backend
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CasscfBackend:
+    """SA-CASSCF electronic backend (see module docstring).
+
+    Parameters
+    ----------
+    symbols : sequence of str, element symbols (fixed for the run)
+    basis : str, PySCF basis name
+    ncas : int, active orbitals
+    nelecas : int, active electrons
+    n_states : int, number of averaged (and propagated) states
+    charge, spin : int, molecular charge and 2S
+    weights : sequence of float or None (equal)
+    density_fit : bool, density-fitted SA-CASSCF (energies/overlaps only; no analytic forces)
+    conv_tol : float, hartree; conv_tol_grad : float; max_cycle : int (macro iterations)
+    force_mode : "one_solve" | "term_by_term"
+    lagrange_tol : float, relative tolerance of the CP-MCSCF conjugate-gradient solve
+    lagrange_max_cycle : int
+    ci_tol : float, residual norm ||H c - E c|| of the final CI diagonalisation
+    """
+
+    symbols: Sequence[str]
+    basis: str = "6-31g*"
+    ncas: int = 2
+    nelecas: int = 2
+    n_states: int = 2
+    charge: int = 0
+    spin: int = 0
+    weights: Optional[Sequence[float]] = None
+    density_fit: bool = False
+    conv_tol: float = 1e-10
+    conv_tol_grad: float = 1e-6
+    max_cycle: int = 100
+    force_mode: str = "one_solve"
+    lagrange_tol: float = 1e-10
+    lagrange_max_cycle: int = 200
+    ci_tol: float = 1e-9
+    n_polish: int = 3
+    masses: np.ndarray = field(init=False, repr=False)
+    labels: list = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.symbols = tuple(str(s) for s in self.symbols)
+        if self.force_mode not in ("one_solve", "term_by_term"):
+            raise ConfigError(f"force must be one_solve or term_by_term, not {self.force_mode!r}")
+        if self.weights is None:
+            self.weights = tuple([1.0 / self.n_states] * self.n_states)
+        self.weights = tuple(float(w) for w in self.weights)
+        if len(self.weights) != self.n_states:
+            raise ConfigError("weights must have n_states entries")
+        # probe molecule: masses (most abundant isotope, amu -> m_e), labels, electron count
+        probe = build_mol(self.symbols, np.arange(3 * len(self.symbols), dtype=float) * 1.7,
+                          self.basis, self.charge, self.spin)
+        self.masses = np.repeat(atom_masses_amu(probe) * AMU_ME, 3)
+        counts: dict[str, int] = {}
+        labels = []
+        for s in self.symbols:
+            counts[s] = counts.get(s, 0) + 1
+            labels += [f"{s}{counts[s]}.{c}" for c in "xyz"]
+        self.labels = labels
+        nel = probe.nelectron
+        if self.nelecas > nel or (nel - self.nelecas) % 2:
+            raise ConfigError(f"active space: {self.nelecas} active electrons incompatible with "
+                              f"{nel} electrons (core must be closed-shell)")
+        if (self.nelecas - self.spin) % 2 or self.spin > self.nelecas:
+            raise ConfigError(f"active space: {self.nelecas} electrons cannot have 2S={self.spin}")
+        self.ncore = (nel - self.nelecas) // 2
+        if self.ncore + self.ncas > probe.nao_nr():
+            raise ConfigError("active space larger than the basis")
+        self._nelecas = ((self.nelecas + self.spin) // 2, (self.nelecas - self.spin) // 2)
+
+    # ---- construction from the study config ----
+    @classmethod
+    def from_config(cls, system, symbols: Sequence[str], **overrides) -> "CasscfBackend":
+        """Backend for ``system: SystemSpec`` (molecule + electronic) and element ``symbols``.
+
+        ``system.electronic.active_space`` is read as (active electrons, active orbitals),
+        i.e. CAS(n_el, n_orb).
+        """
+        el = system.electronic
+        mol = system.molecule
+        if el is None or mol is None:
+            raise ConfigError("CasscfBackend needs system.molecule and system.electronic")
+        kw = dict(
+            basis=el.basis, nelecas=int(el.active_space[0]), ncas=int(el.active_space[1]),
+            n_states=el.n_states, charge=mol.charge, spin=mol.spin, weights=el.weights,
+            density_fit=el.density_fit, conv_tol=el.conv_tol, conv_tol_grad=el.conv_tol_grad,
+            max_cycle=el.max_cycle, force_mode=el.force,
+        )
+        kw.update(overrides)
+        return cls(symbols=symbols, **kw)
+
+    # ---- PySCF objects ----
+    def _mol(self, positions):
+        return build_mol(self.symbols, positions, self.basis, self.charge, self.spin)
+
+    def _mf(self, mol):
+        mf = scf.RHF(mol)
+        mf.verbose = 0
+        if self.density_fit:
+            mf = mf.density_fit()
+        return mf
+
+    def _mc(self, mf):
+        mc = mcscf.CASSCF(mf, self.ncas, self._nelecas)
+        ss = 0.5 * self.spin * (0.5 * self.spin + 1.0)
+        mc = mc.fix_spin_(ss=ss).state_average_(list(self.weights))
+        mc.fcisolver.nroots = self.n_states
+        mc.conv_tol = self.conv_tol
+        mc.conv_tol_grad = self.conv_tol_grad
+        mc.max_cycle_macro = self.max_cycle
+        mc.verbose = 0
+        return mc
+
+    def _usable_reference(self, reference) -> bool:
+        if reference is None:
+            return False
+        h = reference.handle
+        return (isinstance(h, CasscfHandle) and h.symbols == self.symbols and h.basis == self.basis
+                and (h.ncore, h.ncas, tuple(h.nelecas)) == (self.ncore, self.ncas, self._nelecas)
+                and len(h.ci) == self.n_states and h.charge == self.charge and h.spin == self.spin)
+
+    # ---- protocol ----
+    def compute(self, positions, reference: ElectronicData | None = None) -> ElectronicData:
+        """SA-CASSCF energies (N,) hartree and handle at ``positions`` (D,) bohr.
+
+        Raises ``ConvergenceError`` when the retry ladder (module docstring) is exhausted.
+        """
+        x = np.asarray(positions, float).copy()
+        if x.shape != (3 * len(self.symbols),):
+            raise ValueError(f"positions must have shape ({3 * len(self.symbols)},), got {x.shape}")
+        mol = self._mol(x)
+        warm = self._usable_reference(reference)
+        if warm:
+            h = reference.handle
+            mo0 = _lowdin_reorthonormalize(h.mo_coeff, mol.intor_symmetric("int1e_ovlp"))
+            ci0 = [np.array(c) for c in h.ci]
+            guesses = [("warm", mo0, ci0)]
+        else:
+            guesses = []
+        rungs = []
+        if warm:
+            rungs += [("warm start", "warm", 1, False), ("warm start, damped", "warm", 2, True)]
+            rungs += [("cold start from RHF", "cold", 2, False)]
+        else:
+            rungs += [("cold start from RHF", "cold", 1, False),
+                      ("cold start from RHF, damped", "cold", 2, True)]
+        cold = None
+        log = []
+        for name, kind, cyc, damped in rungs:
+            mf = self._mf(mol)
+            if kind == "warm":
+                mo0, ci0 = guesses[0][1], guesses[0][2]
+            else:
+                if cold is None:
+                    mf.kernel()
+                    cold = (mf.mo_coeff, mf.mo_occ, mf.mo_energy, mf.e_tot, mf.converged)
+                mf.mo_coeff, mf.mo_occ, mf.mo_energy, mf.e_tot, mf.converged = cold
+                mo0, ci0 = cold[0], None
+            mc = self._mc(mf)
+            mc.max_cycle_macro = self.max_cycle * cyc
+            if damped:
+                mc.max_stepsize = 0.01
+                mc.ah_level_shift = 1e-3
+            self._run(mc, mo0, ci0)
+            ok, why = self._polish(mc)
+            if ok:
+                return self._pack(x, mol, mc)
+            log.append(f"{name} (max_cycle={mc.max_cycle_macro}): {why}")
+        raise ConvergenceError(
+            f"SA-CASSCF({self.nelecas}e,{self.ncas}o)/{self.basis}, {self.n_states} states, did "
+            f"not converge at positions (bohr) {np.array2string(x, precision=4)}; tried: "
+            + "; ".join(log))
+
+    def _run(self, mc, mo0, ci0):
+        """``mc.kernel`` that stops early when PySCF stalls at a converged energy with an
+        orbital gradient just above ``conv_tol_grad`` (see ``_polish``)."""
+        conv_tol, gtol = self.conv_tol, self.conv_tol_grad
+
+        class _Stalled(Exception):
+            pass
+
+        def callback(envs):
+            if (envs.get("imacro", 0) >= 2 and abs(envs.get("de", 1.0)) < conv_tol
+                    and envs.get("norm_gorb0", 1.0) < 100 * gtol and "mo" in envs):
+                raise _Stalled(envs["mo"], envs["fcivec"])
+
+        mc.callback = callback
+        try:
+            mc.kernel(mo0, ci0)
+        except _Stalled as exc:
+            mc.mo_coeff, mc.ci = exc.args[0], [np.asarray(c) for c in exc.args[1]]
+            mc.converged = False
+        finally:
+            mc.callback = None
+
+    def _orbital_gradient_norm(self, mc) -> float:
+        casdm1, casdm2 = mc.fcisolver.make_rdm12(mc.ci, mc.ncas, mc.nelecas)
+        return float(np.linalg.norm(mc.get_grad(mc.mo_coeff, (casdm1, casdm2))))
+
+    def _polish(self, mc) -> tuple[bool, str]:
+        """Decide convergence ourselves, with exact CI eigenvectors.
+
+        PySCF's Davidson stops at |r| ~ 1e-7 (linear dependence in its subspace), so
+        ``mc.kernel`` optimises the SA orbitals for a slightly wrong CI space: the orbital
+        gradient can stall around 1e-6 (``mc.converged`` False forever) and individual state
+        energies carry ~1e-9 Ha errors proportional to a warm-start displacement. Here: make the
+        CI vectors exact (``_final_ci``), measure the SA orbital gradient, and if it is above
+        ``conv_tol_grad`` but below ``100 conv_tol_grad`` (a stall, not a genuinely unconverged
+        run) restart ``mc.kernel`` from the exact CI for 2 macro iterations, at most ``n_polish``
+        times. Converged = exact CI, orbital gradient < ``conv_tol_grad`` and state energies
+        changed by < ``conv_tol`` in the last round (or PySCF itself reported convergence).
+        """
+        if not self._final_ci(mc):
+            return False, "CI refinement failed"
+        gnorm = self._orbital_gradient_norm(mc)
+        if gnorm < self.conv_tol_grad and mc.converged:
+            return True, ""
+        if gnorm > 100 * self.conv_tol_grad:
+            return False, f"orbital gradient {gnorm:.2e}"
+        for _ in range(self.n_polish):
+            e_old = np.array(mc.e_states)
+            with lib.temporary_env(mc, max_cycle_macro=2):
+                mc.kernel(mc.mo_coeff, mc.ci)
+            if not self._final_ci(mc):
+                return False, "CI refinement failed"
+            gnorm = self._orbital_gradient_norm(mc)
+            de = np.abs(np.array(mc.e_states) - e_old).max()
+            if gnorm < self.conv_tol_grad and de < self.conv_tol:
+                return True, ""
+        return False, f"polish: orbital gradient {gnorm:.2e}, energy change {de:.2e}"
+
+    def _final_ci(self, mc) -> bool:
+        """Make the CI vectors exact eigenvectors of the active Hamiltonian (converged orbitals).
+
+        With equal weights the SA energy is invariant to rotations *within* the averaged CI
+        space, so ``mc.converged`` says nothing about that rotation: after a warm start the CI
+        vectors can stay (nearly) frozen at the reference's, and PySCF's Davidson cannot push
+        the residual below ~1e-7. The states must be eigenvectors (this is also what the
+        analytic gradient/NAC theory assumes), so we refine them by a block-Krylov Rayleigh-Ritz
+        iteration with the spin-free active Hamiltonian (spin-pure: the Krylov space of singlet
+        vectors stays singlet) until every residual ||H c - E c|| < ``ci_tol``.
+        Returns whether that converged. Sets ``mc.ci`` and the state energies.
+        """
+        mo = mc.mo_coeff
+        h1, ecore = mc.get_h1eff(mo)
+        h2 = mc.get_h2eff(mo)
+        ncas, nelecas = mc.ncas, mc.nelecas
+        h2e = direct_spin1.absorb_h1e(h1, h2, ncas, nelecas, 0.5)
+        shape = np.asarray(mc.ci[0]).shape
+        e, ci, ok = _krylov_refine(
+            lambda c: direct_spin1.contract_2e(h2e, c.reshape(shape), ncas, nelecas).ravel(),
+            [np.asarray(c).ravel() for c in mc.ci], self.ci_tol)
+        mc.ci = [c.reshape(shape) for c in ci]
+        mc.fcisolver.e_states = list(e + ecore)
+        mc.e_tot = float(np.dot(self.weights, e + ecore))
+        return ok
+
+    def _pack(self, x, mol, mc) -> ElectronicData:
+        e = np.asarray(mc.e_states, float)
+        ci = [np.asarray(c) for c in mc.ci]
+        order = np.argsort(e, kind="stable")  # a permutation of states, never a sign change
+        e = e[order]
+        ci = tuple(ci[i] for i in order)
+        handle = CasscfHandle(
+            symbols=self.symbols, coords=x.reshape(-1, 3).copy(), basis=self.basis,
+            charge=self.charge, spin=self.spin, ncore=self.ncore, ncas=self.ncas,
+            nelecas=self._nelecas, mo_coeff=np.asarray(mc.mo_coeff).copy(), ci=ci,
+            energies=e.copy(), weights=tuple(self.weights[i] for i in order))
+        return ElectronicData(positions=x, energies=e, handle=handle, dhdx=None)
+
+    def overlap(self, a: ElectronicData, b: ElectronicData) -> np.ndarray:
+        """(N, N) complex <u_n(a)|u_m(b)> (real-valued for SA-CASSCF)."""
+        return state_overlap(a.handle, b.handle).astype(complex)
+
+    # ---- derivatives ----
+    def rebuild(self, data_or_handle) -> Any:
+        """Converged PySCF SA-CASSCF object (orbitals, CI, energies) rebuilt from a handle."""
+        h = getattr(data_or_handle, "handle", data_or_handle)
+        self._check_derivatives()
+        mol = h.mol()
+        mf = self._mf(mol)
+        mc = mcscf.CASSCF(mf, h.ncas, h.nelecas)
+        ss = 0.5 * h.spin * (0.5 * h.spin + 1.0)
+        mc = mc.fix_spin_(ss=ss).state_average_(list(h.weights))
+        mc.verbose = 0
+        mc.mo_coeff = np.array(h.mo_coeff)
+        mc.ci = [np.array(c) for c in h.ci]
+        mc.fcisolver.e_states = list(np.asarray(h.energies, float))
+        mc.e_tot = float(np.dot(h.weights, h.energies))
+        mc.converged = True
+        return mc
+
+    def _check_derivatives(self):
+        if self.density_fit:
+            raise MissingPropertyError("analytic SA-CASSCF forces with density fitting are not "
+                                       "implemented; set electronic.density_fit: false")
+        if max(self.weights) - min(self.weights) > 1e-12:
+            raise MissingPropertyError("PySCF SA-CASSCF analytic gradients need equal weights")
+
+    def _tune(self, g):
+        g.verbose = 0
+        g.conv_rtol = self.lagrange_tol
+        g.conv_atol = 1e-14
+        g.max_cycle = self.lagrange_max_cycle
+        return g
+
+    def _check_lagrange(self, g, what):
+        if not g._conv:
+            raise ConvergenceError(f"CP-SA-CASSCF Lagrange equations for {what} did not converge "
+                                   f"in {g.max_cycle} iterations (rtol {g.conv_rtol})")
+
+    def derivatives(self, data: ElectronicData):
+        """Term-by-term analytic derivatives.
+
+        Returns
+        -------
+        gradients : (N, D) hartree/bohr, dE_n/dx_k
+        couplings : (N, N, D) 1/bohr, d^k_nm = <u_n|d_k u_m> (including the CSF term, i.e. the
+            exact derivative of the CASSCF state; antisymmetric)
+        """
+        mc = self.rebuild(data)
+        n, d = self.n_states, 3 * len(self.symbols)
+        grads = np.zeros((n, d))
+        couplings = np.zeros((n, n, d))
+        g = self._tune(mc.nuc_grad_method())
+        for i in range(n):
+            grads[i] = g.kernel(state=i).ravel()
+            self._check_lagrange(g, f"the gradient of state {i}")
+        nac = self._tune(mc.nac_method())
+        for i in range(n):
+            for j in range(i + 1, n):
+                # PySCF returns <u_i|d u_j> for state=(i, j) (its docstring says the opposite;
+                # tests check this against finite differences of the state overlaps)
+                v = nac.kernel(state=(i, j), use_etfs=False).ravel()
+                self._check_lagrange(nac, f"the coupling {i}-{j}")
+                couplings[i, j] = v
+                couplings[j, i] = -v
+        return grads, couplings
+
+    def dhdx(self, data: ElectronicData) -> np.ndarray:
+        """(D, N, N) <u_n|dH/dx_k|u_m>, hartree/bohr, from ``derivatives``."""
+        g, c = self.derivatives(data)
+        return dhdx_from_derivatives(data.energies, g, c)
+
+    def force(self, data: ElectronicData, rho: np.ndarray, mode: str | None = None) -> np.ndarray:
+        """(D,) Ehrenfest force -Tr(rho dH/dx_k), hartree/bohr.
+
+        ``mode`` overrides the backend's ``force_mode`` ("one_solve" or "term_by_term").
+        """
+        mode = mode or self.force_mode
+        rho = np.asarray(rho)
+        if data.dhdx is not None:
+            return meanfield_force(data.dhdx, rho)
+        if mode == "term_by_term":
+            return meanfield_force(self.dhdx(data), rho)
+        if mode != "one_solve":
+            raise ConfigError(f"unknown force mode {mode!r}")
+        # the states are real, so dH_nm is real symmetric and only Re(rho) contributes
+        r = np.real(rho)
+        r = 0.5 * (r + r.T)
+        tr = float(np.trace(r))
+        if not tr > 0:
+            raise ValueError(f"rho must have positive trace, got {tr}")
+        mc = self.rebuild(data)
+        lag = self._tune(_RhoLagrangian(mc, r / tr))
+        de = lag.kernel(state=0)
+        self._check_lagrange(lag, "the rho-weighted force")
+        return -tr * np.asarray(de).ravel()

@@ -1,0 +1,202 @@
+"""SA-CASSCF backend: analytic derivatives vs finite differences, exact overlaps, one-solve force,
+warm starts, convergence failure, gauge covariance. States are never sign-aligned by the backend;
+finite-difference tests align signs *in the test* (the FD formula itself is gauge dependent)."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+pyscf = pytest.importorskip("pyscf")
+
+from qhd_aimd.electronic.base import ElectronicData  # noqa: E402
+from qhd_aimd.electronic.pyscf_casscf import (  # noqa: E402
+    CasscfBackend, overlap_bruteforce, state_overlap,
+)
+from qhd_aimd.errors import ConvergenceError  # noqa: E402
+from qhd_aimd.units import AMU_ME  # noqa: E402
+
+pytestmark = pytest.mark.pyscf
+
+X_LIH = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 3.0])  # bent off-axis so that all components matter
+
+
+def lih(**kw):
+    opts = dict(basis="sto-3g", ncas=2, nelecas=2, n_states=2, conv_tol=1e-12, conv_tol_grad=1e-7)
+    opts.update(kw)
+    return CasscfBackend(["Li", "H"], **opts)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return lih()
+
+
+@pytest.fixture(scope="module")
+def data0(backend):
+    return backend.compute(X_LIH)
+
+
+@pytest.fixture(scope="module")
+def derivs(backend, data0):
+    return backend.derivatives(data0)
+
+
+def _aligned(s):
+    """Test-side sign alignment of the ket states so that diag(S) > 0 (FD needs a smooth gauge)."""
+    return s * np.sign(np.diag(s))[None, :]
+
+
+def test_masses_labels(backend):
+    assert backend.masses.shape == (6,)
+    assert backend.masses[0] == pytest.approx(7.016004 * AMU_ME, rel=1e-7)  # 7Li
+    assert backend.masses[3] == pytest.approx(1.007825 * AMU_ME, rel=1e-7)
+    assert backend.labels == ["Li1.x", "Li1.y", "Li1.z", "H1.x", "H1.y", "H1.z"]
+
+
+def test_energies_ascending_and_overlap_identity(backend, data0):
+    assert data0.energies[0] < data0.energies[1]
+    s = backend.overlap(data0, data0)
+    np.testing.assert_allclose(s, np.eye(2), atol=1e-10)
+
+
+def test_overlap_matches_bruteforce(backend, data0):
+    rng = np.random.default_rng(3)
+    b = backend.compute(X_LIH + 0.08 * rng.standard_normal(6), reference=data0)
+    s = state_overlap(data0.handle, b.handle)
+    ref = overlap_bruteforce(data0.handle, b.handle)
+    np.testing.assert_allclose(s, ref, atol=1e-12)
+    assert np.abs(np.abs(s) - np.eye(2)).max() > 1e-4  # a real displacement, not identity
+    # <a|b> = <b|a>^T
+    np.testing.assert_allclose(state_overlap(b.handle, data0.handle), s.T, atol=1e-12)
+
+
+def test_core_matters_in_overlap(backend, data0):
+    """Dropping the core determinant prefactor/Schur complement changes the overlap."""
+    b = backend.compute(X_LIH + np.array([0, 0, 0, 0, 0, 0.1]), reference=data0)
+    from pyscf.fci import addons
+    h, g = data0.handle, b.handle
+    s_ao = pyscf.gto.intor_cross("int1e_ovlp", h.mol(), g.mol())
+    act = slice(h.ncore, h.ncore + h.ncas)
+    m = h.mo_coeff[:, act].T @ s_ao @ g.mo_coeff[:, act]
+    active_only = np.array([[addons.overlap(ci, cj, 2, (1, 1), m) for cj in g.ci] for ci in h.ci])
+    exact = state_overlap(h, g)
+    np.testing.assert_allclose(exact, overlap_bruteforce(h, g), atol=1e-13)
+    # small for LiH (Li 1s core), but far above the exactness of the Schur complement
+    assert np.abs(active_only - exact).max() > 1e-8
+
+
+def test_warm_start_equals_cold_start(backend, data0):
+    x = X_LIH + np.array([0.01, -0.02, 0.03, 0.0, 0.01, -0.05])
+    warm = backend.compute(x, reference=data0)
+    cold = backend.compute(x)
+    np.testing.assert_allclose(warm.energies, cold.energies, atol=1e-8)
+    s = backend.overlap(warm, cold).real
+    np.testing.assert_allclose(np.abs(s), np.eye(2), atol=1e-6)
+
+
+def test_gradients_vs_finite_differences(backend, data0, derivs):
+    grads, _ = derivs
+    h = 1e-3
+    for k in range(6):
+        xp, xm = X_LIH.copy(), X_LIH.copy()
+        xp[k] += h
+        xm[k] -= h
+        ep = backend.compute(xp, reference=data0).energies
+        em = backend.compute(xm, reference=data0).energies
+        # state energies are only as good as the SA orbitals (|g_orb| ~ 1e-7): ~1e-8 Ha
+        np.testing.assert_allclose((ep - em) / (2 * h), grads[:, k], atol=3e-5)
+    # translational invariance
+    np.testing.assert_allclose(grads.reshape(2, 2, 3).sum(axis=1), 0, atol=1e-8)
+
+
+def test_couplings_vs_finite_difference_of_overlaps(backend, data0, derivs):
+    """d_nm = <u_n|d u_m> vs (S(x, x+h) - S(x, x-h)) / 2h, full AO+CSF derivative."""
+    _, coup = derivs
+    np.testing.assert_allclose(coup, -coup.transpose(1, 0, 2), atol=1e-14)
+    h = 2e-3
+    for k in range(6):
+        xp, xm = X_LIH.copy(), X_LIH.copy()
+        xp[k] += h
+        xm[k] -= h
+        sp = _aligned(backend.overlap(data0, backend.compute(xp, reference=data0)).real)
+        sm = _aligned(backend.overlap(data0, backend.compute(xm, reference=data0)).real)
+        fd = (sp - sm) / (2 * h)
+        np.testing.assert_allclose(fd[0, 1], coup[0, 1, k], atol=3e-4)
+        np.testing.assert_allclose(fd[1, 0], coup[1, 0, k], atol=3e-4)
+    assert np.abs(coup[0, 1]).max() > 0.05  # a sizeable coupling was tested
+
+
+@pytest.mark.parametrize("rho", [
+    np.array([[0.6, 0.3 + 0.1j], [0.3 - 0.1j, 0.4]]),
+    np.array([[1.0, 0.0], [0.0, 0.0]]),
+    np.array([[0.2, -0.4], [-0.4, 0.8]]),
+])
+def test_one_solve_force_equals_term_by_term(backend, data0, derivs, rho):
+    from qhd_aimd.electronic.base import dhdx_from_derivatives, meanfield_force
+    g, c = derivs
+    f_terms = meanfield_force(dhdx_from_derivatives(data0.energies, g, c), rho)
+    f_one = backend.force(data0, rho, mode="one_solve")
+    np.testing.assert_allclose(f_one, f_terms, atol=1e-7)
+    np.testing.assert_allclose(backend.force(data0, rho, mode="term_by_term"), f_terms, atol=1e-12)
+    # pure ground state: force is minus the gradient
+    if rho[1, 1] == 0:
+        np.testing.assert_allclose(f_one, -g[0], atol=1e-7)
+
+
+def test_gauge_covariance(backend, data0):
+    """Flip the sign of state 1 in a handle: overlaps transform as P S, the force with P rho P
+    is unchanged."""
+    b = backend.compute(X_LIH + np.array([0, 0, 0.05, 0, 0, -0.05]), reference=data0)
+    h = data0.handle
+    flipped = h.with_ci([h.ci[0], -h.ci[1]])
+    d2 = ElectronicData(positions=data0.positions, energies=data0.energies, handle=flipped)
+    p = np.diag([1.0, -1.0])
+    np.testing.assert_allclose(backend.overlap(d2, b), p @ backend.overlap(data0, b), atol=1e-14)
+    rho = np.array([[0.7, 0.2 - 0.3j], [0.2 + 0.3j, 0.3]])
+    f = backend.force(data0, rho)
+    f2 = backend.force(d2, p @ rho @ p)
+    np.testing.assert_allclose(f2, f, atol=1e-10)
+    assert np.abs(backend.force(d2, rho) - f).max() > 1e-4  # the flip is not a no-op
+
+
+def test_pickled_handle_reproducible(backend, data0):
+    d2 = pickle.loads(pickle.dumps(data0))
+    rho = np.array([[0.5, 0.5], [0.5, 0.5]])
+    # (PySCF's OpenMP integral/JK kernels are not bitwise deterministic: ~1e-21 noise)
+    np.testing.assert_allclose(backend.force(d2, rho), backend.force(data0, rho), atol=1e-14)
+    x = X_LIH + 0.02
+    a = backend.compute(x, reference=data0)
+    b = backend.compute(x, reference=d2)
+    assert np.array_equal(a.energies, b.energies)
+    assert all(np.array_equal(p, q) for p, q in zip(a.handle.ci, b.handle.ci))
+
+
+def test_convergence_error():
+    b = lih(max_cycle=1, conv_tol_grad=1e-12)
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        b.compute(X_LIH)
+
+
+def test_from_config():
+    from qhd_aimd.config import SystemSpec
+    spec = SystemSpec.model_validate({"molecule": {"xyz": "x.xyz"},
+                                      "electronic": {"basis": "sto-3g", "active_space": [2, 2],
+                                                     "n_states": 2, "force": "term_by_term"}})
+    b = CasscfBackend.from_config(spec, ["Li", "H"])
+    assert (b.nelecas, b.ncas, b.n_states, b.force_mode, b.ncore) == (2, 2, 2, "term_by_term", 1)
+
+
+@pytest.mark.slow
+def test_ethylene_one_solve_vs_terms():
+    from qhd_aimd.prepare.molecule import read_xyz
+    from pathlib import Path
+    from qhd_aimd.electronic.base import dhdx_from_derivatives, meanfield_force
+    syms, x = read_xyz(Path(__file__).parents[2] / "config" / "molecules" / "ethylene.xyz")
+    b = CasscfBackend(syms, basis="6-31g", ncas=2, nelecas=2, n_states=2, conv_tol_grad=1e-8)
+    x = x + 0.05 * np.random.default_rng(1).standard_normal(x.shape)
+    d = b.compute(x)
+    g, c = b.derivatives(d)
+    rho = np.array([[0.3, 0.4 + 0.1j], [0.4 - 0.1j, 0.7]])
+    f = meanfield_force(dhdx_from_derivatives(d.energies, g, c), rho)
+    np.testing.assert_allclose(b.force(d, rho), f, atol=1e-7)
