@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="report directory (index.html + figures)")
     s.add_argument("--exact", nargs="*", default=[], help="exact-reference directories")
     s.add_argument("--title", default="qhd_aimd study")
+    s.add_argument("--study-config", default=None, help="workflow-level study config to include")
     return p
 
 
@@ -80,7 +81,8 @@ def _dispatch(args) -> int:
     elif args.command == "report":
         from qhd_aimd.report.html import write_report
 
-        print(write_report(args.dirs, args.out, exact_dirs=args.exact, title=args.title))
+        print(write_report(args.dirs, args.out, exact_dirs=args.exact, title=args.title,
+                           study_config=args.study_config))
     return 0
 
 

@@ -44,11 +44,11 @@ class MoleculeSpec(_Strict):
 class ElectronicSpec(_Strict):
     method: Literal["sa-casscf"] = "sa-casscf"
     basis: str = "6-31g*"
-    active_space: tuple[int, int] = (2, 2)
+    active_space: tuple[int, int] = Field((2, 2), description="(active electrons, active orbitals): CAS(n_el, n_orb)")
     n_states: int = Field(2, ge=2)
     weights: Optional[list[float]] = None
     density_fit: bool = False
-    conv_tol: float = Field(1e-10, gt=0)
+    conv_tol: float = Field(1e-8, gt=0, description="hartree; SA-CASSCF energy convergence")
     conv_tol_grad: float = Field(1e-6, gt=0)
     max_cycle: int = Field(100, ge=1)
     force: Literal["one_solve", "term_by_term"] = "one_solve"

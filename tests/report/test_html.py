@@ -1,0 +1,163 @@
+"""HTML report: one self-contained page with figures, tables, failures and provenance."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qhd_aimd.analysis.aggregate import aggregate
+from qhd_aimd.cli import main
+from qhd_aimd.config import parse_config
+from qhd_aimd.electronic import models
+from qhd_aimd.errors import ConvergenceError, QhdError
+from qhd_aimd.report.html import write_report
+from qhd_aimd.swarm.driver import run_study
+
+X_FAIL = 1.0
+
+
+def _cfg(method, name="tully_simple", seed=3):
+    return {"name": name, "system": {"model": "tully_simple"},
+            "initial": {"position_bohr": -4.0, "momentum_au": 20.0, "width_bohr": 1.0,
+                        "n_trajectories": 8, "seed": seed},
+            "method": method, "dynamics": {"dt_au": 20.0, "t_final_au": 600.0},
+            "output": {"checkpoint_every": 30}}
+
+
+def _fake_exact(d: Path, name: str):
+    d.mkdir(parents=True)
+    t = np.linspace(0, 600 * 0.0241888432658, 31)
+    p1 = 0.5 * (1 - np.exp(-t / 5))
+    np.savetxt(d / "exact_populations.csv", np.column_stack([t, 1 - p1, p1]), delimiter=",",
+               header="time_fs,p0,p1", comments="")
+    np.savetxt(d / "exact_coherence.csv", np.column_stack([t, p1 * (1 - p1)]), delimiter=",",
+               header="time_fs,d_0_1", comments="")
+    (d / "exact_scattering.csv").write_text("state,transmission,reflection\n0,0.4321,0\n1,0.5679,0\n")
+    import h5py
+
+    with h5py.File(d / "exact.h5", "w") as f:
+        f.attrs["model"] = "tully_simple"
+        f.attrs["meta_name"] = name
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """results/<system>/<method>/ for one system and two methods (one failure injected in the
+    coupled run), plus results/<system>/exact/."""
+    root = tmp_path_factory.mktemp("study")
+    mp = pytest.MonkeyPatch()
+    orig = models.ModelBackend.compute
+    state = {"failed": False}
+
+    def compute(self, positions, reference=None):
+        if state["armed"] and not state["failed"] and float(positions[0]) > X_FAIL:
+            state["failed"] = True
+            raise ConvergenceError("injected: CASSCF did not converge")
+        return orig(self, positions, reference)
+
+    mp.setattr(models.ModelBackend, "compute", compute)
+    dirs = []
+    try:
+        for method, armed in (("ehrenfest", False), ("geometric_ehrenfest_qc", True)):
+            state["armed"] = armed
+            d = root / "tully" / method
+            run_study(parse_config(_cfg(method, name="tully")), d, progress=False)
+            aggregate(d)
+            dirs.append(d)
+    finally:
+        mp.undo()
+    assert state["failed"]
+    _fake_exact(root / "tully" / "exact", "tully")
+    return root, dirs
+
+
+@pytest.fixture(scope="module")
+def page(study, tmp_path_factory):
+    root, dirs = study
+    cfgfile = root / "study_config.yaml"
+    cfgfile.write_text("study: test\nsystems: {tully: {model: tully_simple}}\n")
+    out = tmp_path_factory.mktemp("report")
+    path = write_report(dirs, out, exact_dirs=[root / "tully" / "exact"], title="My study",
+                        study_config=cfgfile)
+    return path, path.read_text()
+
+
+def test_page_is_self_contained_with_figures(page):
+    path, html = page
+    assert path.name == "index.html" and path.exists()
+    assert "<title>My study</title>" in html
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(imgs) == 4  # populations, decoherence, forces, energy
+    files = sorted((path.parent / "figures").glob("*.png"))
+    assert [f.name for f in files] == sorted(f"tully_{k}.png" for k in
+                                             ("populations", "decoherence", "forces", "energy"))
+    assert {base64.b64decode(b) for b in imgs} == {f.read_bytes() for f in files}
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
+    assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from outside
+
+
+def test_failure_listed(study, page):
+    _, html = page
+    _, dirs = study
+    import h5py
+
+    with h5py.File(dirs[1] / "observables.h5") as f:
+        (tid, why), = f["failures"].attrs.items()
+    assert "injected: CASSCF did not converge" in why
+    table = html[html.index('class="failures"'):]
+    assert re.search(rf"<td>{tid}</td><td class=\"l\">[^<]*injected: CASSCF did not converge", table)
+    assert "1 failed trajectories" in html
+
+
+def test_exact_reference_and_scattering_table(study, page):
+    root, _ = study
+    _, html = page
+    assert str(root / "tully" / "exact") in html
+    table = html[html.index('class="scattering"'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + 2 * 2  # header + 2 methods x 2 states
+    assert "0.4321" in table and "0.5679" in table
+    scat = np.loadtxt(root / "tully" / "ehrenfest" / "scattering.csv", delimiter=",", skiprows=1)
+    assert f"{scat[0, 1]:.4f}" in table
+
+
+def test_config_versions_and_git(page):
+    _, html = page
+    import h5py
+    import numpy
+
+    assert "method: geometric_ehrenfest_qc" in html and "n_trajectories: 8" in html
+    assert "systems: {tully: {model: tully_simple}}" in html  # study config, verbatim
+    for name, ver in (("numpy", numpy.__version__), ("h5py", h5py.__version__)):
+        assert re.search(rf"<td class=\"l\">{name}</td><td class=\"l\">{re.escape(ver)}</td>", html)
+    for name in ("scipy", "pyscf", "snakemake", "qhd_aimd"):
+        assert f'<td class="l">{name}</td>' in html
+    m = re.search(r"git revision \(qhd_aimd source\)</td><td class=\"l\">([^<]+)<", html)
+    assert m and (re.fullmatch(r"[0-9a-f]{40}(-dirty)?", m.group(1)) or "git" in m.group(1))
+
+
+def test_two_systems_two_sections(study, tmp_path):
+    root, dirs = study
+    other = tmp_path / "other" / "ehrenfest"
+    run_study(parse_config(_cfg("ehrenfest", name="tully_b", seed=5)), other, progress=False)
+    aggregate(other)
+    path = write_report([*dirs, other], tmp_path / "rep", exact_dirs=[root / "tully" / "exact"])
+    html = path.read_text()
+    assert html.count('<section id="') == 2
+    assert len(list((tmp_path / "rep" / "figures").glob("tully_b_*.png"))) == 4
+    assert "not matched" not in html  # the exact reference went to 'tully' by its meta_name
+
+
+def test_cli_report_and_missing_observables(study, tmp_path, capsys):
+    root, dirs = study
+    assert main(["report", *map(str, dirs), "--out", str(tmp_path / "r"), "--exact",
+                 str(root / "tully" / "exact"), "--title", "CLI"]) == 0
+    assert (tmp_path / "r" / "index.html").exists()
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r2")]) == 2
+    assert "qhd-aimd aggregate" in capsys.readouterr().err
+    with pytest.raises(QhdError, match="no exact"):
+        write_report(dirs, tmp_path / "r3", exact_dirs=[tmp_path])

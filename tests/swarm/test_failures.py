@@ -1,0 +1,63 @@
+"""A trajectory whose electronic structure fails is stopped and recorded; the others continue."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from runlib import study
+
+from qhd_aimd.analysis.aggregate import aggregate
+from qhd_aimd.config import parse_config
+from qhd_aimd.electronic import models
+from qhd_aimd.errors import ConvergenceError
+from qhd_aimd.swarm.driver import run_study
+
+X_FAIL = 4.0  # bohr
+
+
+@pytest.fixture
+def failing_backend(monkeypatch):
+    orig = models.ModelBackend.compute
+
+    def compute(self, positions, reference=None):
+        if float(positions[0]) > X_FAIL:
+            raise ConvergenceError(f"SCF stuck at x = {float(positions[0]):.3f}")
+        return orig(self, positions, reference)
+
+    monkeypatch.setattr(models.ModelBackend, "compute", compute)
+
+
+@pytest.mark.parametrize("method", ["ehrenfest", "geometric_ehrenfest_qc"])
+def test_failed_trajectory_is_frozen_and_recorded(tmp_path, failing_backend, method):
+    cfg = study(method, n=12, dt=15.0, t_final=900.0, every=10)
+    cfg["initial"].update(position_bohr=-4.0, momentum_au=20.0)
+    path = run_study(parse_config(cfg), tmp_path, progress=False)
+    with h5py.File(path) as f:
+        failures = {int(k): v for k, v in f["failures"].attrs.items()}
+        active, pos, mom, rho = (f[k][()] for k in ("active", "positions_bohr", "momenta_au", "rho"))
+        steps, t_au = f["step"][()], f["time_au"][()]
+    assert list(steps) == list(range(61))
+    assert 0 < len(failures) < 12
+    for tid, why in failures.items():
+        assert "SCF stuck" in why and why.startswith("t=")
+        stop = int(np.argmin(active[:, tid]))  # first inactive frame
+        assert stop > 0 and not active[stop:, tid].any() and active[:stop, tid].all()
+        t_fail = float(why.split()[0][2:])
+        assert t_fail == pytest.approx(t_au[stop])
+        assert pos[stop - 1, tid, 0] <= X_FAIL
+        # frozen: position, momentum and rho stay at their last good values
+        assert np.all(pos[stop:, tid] == pos[stop - 1, tid])
+        assert np.all(mom[stop:, tid] == mom[stop - 1, tid])
+        assert np.all(rho[stop:, tid] == rho[stop - 1, tid])
+    ok = [t for t in range(12) if t not in failures]
+    assert active[:, ok].all()
+    assert np.all(pos[-1, ok, 0] > pos[0, ok, 0])  # the rest kept moving to the end
+    assert np.all(pos[:, ok, 0] <= X_FAIL)
+
+    obs = aggregate(tmp_path)
+    assert list(obs["n_active"][-1:]) == [12 - len(failures)]
+    with h5py.File(tmp_path / "observables.h5") as f:
+        assert {int(k): v for k, v in f["failures"].attrs.items()} == failures
+    # populations average over active trajectories only and stay normalised
+    assert np.allclose(obs["populations"].sum(axis=1), 1.0)

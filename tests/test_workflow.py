@@ -1,0 +1,134 @@
+"""Snakemake workflow: dry run and lint of the default study, a real tiny model-only run ending
+in the HTML report (and resuming a swarm from its checkpoint), config validation errors.
+
+Runs in temporary directories (``--directory``) so the checkout is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("snakemake")
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+TINY = REPO / "tests" / "data" / "workflow_config.yaml"
+BIN = os.path.dirname(sys.executable)
+
+
+def snakemake(*args, cwd: Path, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE",
+               PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE),
+                           "--directory", str(cwd), *args],
+                          cwd=cwd, env=env, check=False, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def default_study(tmp_path):
+    """A working directory holding a copy of config/ (the default study and its xyz)."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    return tmp_path
+
+
+def test_dry_run_default_config(default_study):
+    proc = snakemake("-n", "--quiet", "rules", cwd=default_study)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout + proc.stderr
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    n_jobs = sum(len(s["methods"]) for s in cfg["systems"].values())
+    for rule, count in (("swarm", n_jobs), ("aggregate", n_jobs), ("report", 1), ("prepare", 1),
+                        ("exact", 1)):
+        assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
+
+
+def test_default_config_has_a_molecule_and_a_model():
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    kinds = {("molecule" if "molecule" in s else "model") for s in cfg["systems"].values()}
+    assert kinds == {"molecule", "model"}
+
+
+def test_lint(default_study):
+    proc = snakemake("--lint", cwd=default_study)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_tiny_study_end_to_end(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    args = ("--configfile", str(TINY), "--cores", "2")
+    proc = snakemake(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    study = tmp_path / cfg["results"] / cfg["study"]
+    page = study / "report" / "index.html"
+    html = page.read_text()
+    for method in cfg["systems"]["tully"]["methods"]:
+        assert f"<td class=\"l\">{method}</td>" in html
+        assert (study / "tully" / method / "populations.csv").exists()
+        assert (study / "logs" / "tully" / method / "run.log").exists()
+    assert html.count("data:image/png;base64,") == 4
+    assert str(Path(cfg["results"]) / cfg["study"] / "tully" / "exact") in html  # exact overlay
+    assert 'class="scattering"' in html
+    assert "study: tiny" in html  # the effective study config is recorded
+    job = yaml.safe_load((study / "tully" / "ehrenfest" / "study.yaml").read_text())
+    assert job["name"] == "tully" and job["method"] == "ehrenfest"
+    assert job["output"] == {"checkpoint_every": 10}  # from `defaults`
+
+    # nothing left to do
+    proc = snakemake(*args, "-n", cwd=tmp_path)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+    # a lost trajectories.h5 is rebuilt by resuming from the run's checkpoint, bit-identically
+    traj = study / "tully" / "geometric_ehrenfest_qc" / "trajectories.h5"
+    before = traj.read_bytes()
+    traj.unlink()
+    proc = snakemake(*args, str(traj.relative_to(tmp_path)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import h5py
+    import numpy as np
+
+    with h5py.File(traj) as f, h5py.File(__import__("io").BytesIO(before)) as g:
+        for key in f:
+            if isinstance(f[key], h5py.Dataset):
+                assert np.array_equal(f[key][()], g[key][()]), key
+
+
+BAD = {
+    "unknown method": ({"methods": ["ehrenfes"]}, "'ehrenfes' is not one of"),
+    "negative width": ({"initial": {"position_bohr": -4.0, "momentum_au": 20.0,
+                                    "width_bohr": -1.0, "n_trajectories": 4}},
+                       "systems']['tully']['initial']['width_bohr']"),
+    "no trajectories": ({"initial": {"position_bohr": -4.0, "momentum_au": 20.0,
+                                     "width_bohr": 1.0, "n_trajectories": 0}},
+                        "0 is less than the minimum of 1"),
+    "unknown key": ({"dynamics": {"dt_au": 15.0, "t_final_au": 600.0, "dt_fz": 3}},
+                    "'dt_fz' was unexpected"),
+    "model and molecule": ({"molecule": {"xyz": "x.xyz"}},
+                           "systems.tully: give exactly one of 'model' or 'molecule'"),
+    "two time steps": ({"dynamics": {"dt_au": 15.0, "dt_fs": 0.3, "t_final_au": 600.0}},
+                       "systems.tully.dynamics: give exactly one of dt_au or dt_fs"),
+    "model without momentum": ({"initial": {"position_bohr": -4.0, "width_bohr": 1.0,
+                                            "n_trajectories": 4}},
+                               "systems.tully.initial: models need momentum_au"),
+    "bad ranks": ({"ranks": 0}, "0 is less than the minimum of 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_config_validation_errors(tmp_path, case):
+    change, message = BAD[case]
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["systems"]["tully"].update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(path), "-n", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
