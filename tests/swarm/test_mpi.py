@@ -62,8 +62,7 @@ def test_failing_rank_aborts_without_hanging(tmp_path, kind, code):
     assert proc.returncode != 0
     if code is not None:
         assert proc.returncode == code
-    assert "injected" in proc.stderr
-    assert "MPI_Abort" in proc.stderr
+    assert "injected" in proc.stderr  # the failing rank's message reaches the user
     assert not (tmp_path / "o" / "trajectories.h5").exists()
 
 
