@@ -43,6 +43,8 @@ fitting (not implemented here); both raise ``MissingPropertyError``.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import product
@@ -108,7 +110,13 @@ class CasscfHandle:
         return CasscfHandle(**{**self.__dict__, "ci": tuple(np.asarray(c) for c in ci)})
 
     def mol(self) -> gto.Mole:
-        return build_mol(self.symbols, self.coords.ravel(), self.basis, self.charge, self.spin)
+        """The ``Mole`` at this geometry (built once per geometry: neighbour overlaps reuse it)."""
+        return _cached_mol(tuple(self.symbols), self.coords.tobytes(), self.basis, self.charge, self.spin)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_mol(symbols, coords_bytes, basis, charge, spin) -> gto.Mole:
+    return build_mol(symbols, np.frombuffer(coords_bytes, float), basis, charge, spin)
 
 
 def build_mol(symbols, positions_bohr, basis, charge=0, spin=0) -> gto.Mole:
