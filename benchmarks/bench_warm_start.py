@@ -118,7 +118,7 @@ def main():
     else:
         run(rep, "ethylene", 4)
         run(rep, "methaniminium", 4)
-    rep.note("backend settings as benchmarks/common.py SYSTEMS (conv_tol=1e-9, n_polish=10); "
+    rep.note("backend settings as benchmarks/common.py SYSTEMS (conv_tol_grad=1e-7); "
              "macro iterations counted with mc.callback over every mc.kernel call of one compute "
              "(retry ladder + polish rounds)")
     return rep.finish()

@@ -400,7 +400,7 @@ class CasscfBackend:
     spin: int = 0
     weights: Optional[Sequence[float]] = None
     density_fit: bool = False
-    conv_tol: float = 1e-10
+    conv_tol: float = 1e-8
     conv_tol_grad: float = 1e-6
     max_cycle: int = 100
     force_mode: str = "one_solve"
@@ -581,12 +581,13 @@ class CasscfBackend:
         ``conv_tol_grad`` but below ``100 conv_tol_grad`` (a stall, not a genuinely unconverged
         run) restart ``mc.kernel`` from the exact CI for 2 macro iterations, at most ``n_polish``
         times. Converged = exact CI, orbital gradient < ``conv_tol_grad`` and state energies
-        changed by < ``conv_tol`` in the last round (or PySCF itself reported convergence).
+        changed by < ``conv_tol`` in the last round, or the orbital gradient below
+        ``conv_tol_grad`` right after the CI refinement (no polish round needed).
         """
         if not self._final_ci(mc):
             return False, "CI refinement failed"
         gnorm = self._orbital_gradient_norm(mc)
-        if gnorm < self.conv_tol_grad and mc.converged:
+        if gnorm < self.conv_tol_grad:  # exact CI + converged orbitals: energies good to O(g^2)
             return True, ""
         if gnorm > 100 * self.conv_tol_grad:
             return False, f"orbital gradient {gnorm:.2e}"
@@ -598,7 +599,10 @@ class CasscfBackend:
                 return False, "CI refinement failed"
             gnorm = self._orbital_gradient_norm(mc)
             de = np.abs(np.array(mc.e_states) - e_old).max()
-            if gnorm < self.conv_tol_grad and de < self.conv_tol:
+            if (gnorm < self.conv_tol_grad and de < self.conv_tol) or (
+                    gnorm < 10 * self.conv_tol_grad and de < 0.1 * self.conv_tol):
+                # second case: a stall (PySCF cannot push the SA orbital gradient lower) with
+                # state energies stationary to 10 % of conv_tol
                 return True, ""
         return False, f"polish: orbital gradient {gnorm:.2e}, energy change {de:.2e}"
 
