@@ -35,7 +35,7 @@ def _mean_se(values: np.ndarray, active: np.ndarray):
 def observables(traj: dict) -> dict:
     """All aggregated observables as arrays (see module docstring)."""
     rho, act = traj["rho"], traj["active"]
-    f, t, n = rho.shape[0], rho.shape[1], rho.shape[2]
+    n = rho.shape[2]
     pops = np.real(np.diagonal(rho, axis1=2, axis2=3))  # (F, T, N)
     p_mean, p_se = _mean_se(pops, act)
     iu = np.triu_indices(n, 1)
@@ -65,7 +65,6 @@ def observables(traj: dict) -> dict:
     model = (cfg.get("system") or {}).get("model")
     if model is not None:
         out.update(_model_extras(traj, cfg, model))
-    del f, t
     return out
 
 

@@ -174,7 +174,7 @@ class Propagator:
             u_ab = unitarize(overlaps(self.backend, own[2], [o[2] for o in others]))
             return to_frame(np.stack([o[1] for o in others]), u_ab), own[1]
 
-        local = [i for i in np.flatnonzero(s.active)]
+        local = list(np.flatnonzero(s.active))
         drho = np.zeros((len(local), d) + s.rho.shape[1:], complex)
         d2rho = np.zeros_like(drho)
         gm = np.zeros((len(local), d, d))

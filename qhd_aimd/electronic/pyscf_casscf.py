@@ -46,7 +46,6 @@ from __future__ import annotations
 import functools
 
 from dataclasses import dataclass, field
-from functools import reduce
 from itertools import product
 from typing import Any, Optional, Sequence
 

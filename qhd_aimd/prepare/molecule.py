@@ -8,7 +8,6 @@ inside; cm^-1 only in the file attribute ``frequencies_cm1``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
