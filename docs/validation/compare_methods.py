@@ -1,6 +1,7 @@
 """Compare the four methods of Table II with the exact split-operator reference on Tully's models.
 
-Usage: python docs/validation/compare_methods.py [n_trajectories] > docs/validation/compare_methods.txt
+Usage: python docs/validation/compare_methods.py [n_trajectories] [--demodulate] [model:k ...]
+       > docs/validation/compare_methods.txt
 
 For each (model, momentum): exact transmission/reflection per adiabatic state and the decoherence
 indicator D_12(t) from ``qhd_aimd.exact``; for each method the swarm estimates of the same, their
@@ -27,10 +28,12 @@ CASES = [("tully_simple", 15.0, -10.0, 3500.0), ("tully_simple", 30.0, -10.0, 15
 DT, WIDTH = 4.0, 1.0
 
 
-def main(n_traj=100):
-    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1")
+def main(n_traj=100, demodulate=False, only=None):
+    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1, demodulate={demodulate}")
     print("model           k    method                   T0     T1     R0     R1   err_TR  max|dp1|  mean|dD|   wall_s")
     for name, k, x0, t_final in CASES:
+        if only and f"{name}:{k:g}" not in only:
+            continue
         cfg = parse_config({"system": {"model": name},
                             "initial": {"position_bohr": x0, "momentum_au": k, "width_bohr": WIDTH,
                                         "n_trajectories": n_traj},
@@ -43,7 +46,7 @@ def main(n_traj=100):
         backend = ModelBackend(get_model(name))
         for method in METHODS:
             t0 = time.perf_counter()
-            prop = Propagator(backend, method, DT, 10)
+            prop = Propagator(backend, method, DT, 10, demodulate=demodulate)
             s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
             p1, d12 = [np.real(s.rho[:, 1, 1]).mean()], [np.mean(np.abs(s.rho[:, 0, 1]) ** 2)]
             for _ in range(n_steps):
@@ -62,4 +65,6 @@ def main(n_traj=100):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
+    args = sys.argv[1:]
+    main(int(args[0]) if args else 100, demodulate="--demodulate" in args,
+         only=[a for a in args[1:] if ":" in a])

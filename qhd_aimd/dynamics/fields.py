@@ -92,11 +92,32 @@ def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quad
     return first, second
 
 
-def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True):
+def coherence_wavevector(energies: np.ndarray, velocity: np.ndarray, v_min: float = 1e-4) -> np.ndarray:
+    """Local spatial wavevector of the coherences rho_nm across the swarm, (N, N, D), 1/bohr.
+
+    Along the flow a coherence accumulates the phase -(E_n - E_m) t; trajectories that passed a
+    point earlier are further ahead, so at fixed time rho_nm varies as exp(i kappa_nm . dx) with
+    kappa_nm = -(E_n - E_m) v / |v|^2 (v the trajectory's velocity, bohr per a.u. of time). Only
+    energies and velocities enter: gauge invariant, no phase of any state is looked at. Zero when
+    |v| < ``v_min`` (turning points).
+    """
+    v2 = float(velocity @ velocity)
+    if v2 < v_min**2:
+        return np.zeros(energies.shape * 2 + velocity.shape)
+    gap = energies[:, None] - energies[None, :]
+    return -gap[:, :, None] * velocity[None, None, :] / v2
+
+
+def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True, kappa=None):
     """d_j rho and d_j^2 rho at trajectory ``a`` in its own basis, each (D, N, N).
 
     ``rho_in_frame(a, nbrs)`` returns the neighbours' rho expressed in a's basis, (K, N, N),
     plus a's own rho, (N, N); it is called only with neighbours of non-zero weight.
+
+    With ``kappa`` (N, N, D) (see ``coherence_wavevector``) the regression is done on the
+    demodulated field f = rho exp(-i kappa . dx), which is smooth even when the coherences
+    oscillate on a scale shorter than the bandwidth; then d rho = d f + i kappa rho and
+    d^2 rho = d^2 f + 2 i kappa d f - kappa^2 rho at the centre.
     """
     nbrs = np.array([b for b in np.flatnonzero(w[a]) if b != a], int)
     rho_nbrs, rho_a = rho_in_frame(a, nbrs)
@@ -104,7 +125,12 @@ def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadrati
         z = np.zeros((positions.shape[1],) + rho_a.shape, dtype=complex)
         return z, z.copy()
     dx = positions[nbrs] - positions[a]
-    return local_fit(dx, rho_nbrs - rho_a, w[a, nbrs], h, quadratic, ridge)
+    if kappa is None:
+        return local_fit(dx, rho_nbrs - rho_a, w[a, nbrs], h, quadratic, ridge)
+    phase = np.exp(-1j * np.einsum("nmj,kj->knm", kappa, dx))  # (K, N, N)
+    d1, d2 = local_fit(dx, rho_nbrs * phase - rho_a, w[a, nbrs], h, quadratic, ridge)
+    kap = np.moveaxis(kappa, 2, 0)  # (D, N, N)
+    return d1 + 1j * kap * rho_a, d2 + 2j * kap * d1 - kap**2 * rho_a
 
 
 def metric(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:

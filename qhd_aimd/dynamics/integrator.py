@@ -75,7 +75,9 @@ class Propagator:
     method : str, one of ``METHODS``
     dt : a.u. of time
     n_substeps : electronic sub-steps per nuclear step
-    bandwidth_factor, bandwidth_bohr, ridge, cutoff : swarm estimator options (``fields``)
+    bandwidth_factor, bandwidth_bohr, ridge, cutoff, demodulate : swarm estimator options
+        (``fields``; ``demodulate`` regresses coherences in their co-moving phase frame, see
+        ``fields.coherence_wavevector``)
     comm : communicator (``SerialComm`` or mpi4py)
     """
 
@@ -88,6 +90,7 @@ class Propagator:
     ridge: float = 1e-10
     cutoff: float = 4.0
     comm: object = field(default_factory=SerialComm)
+    demodulate: bool = False
 
     def __post_init__(self):
         self._method = METHODS[self.method]
@@ -180,7 +183,10 @@ class Propagator:
         gm = np.zeros((len(local), d, d))
         for n, i in enumerate(local):
             a = where[int(s.ids[i])]
-            drho[n], d2rho[n] = fl.rho_derivatives(a, pos, w, h, rho_in_frame, self.ridge, quadratic)
+            kappa = None
+            if self.demodulate:
+                kappa = fl.coherence_wavevector(s.elec[i].energies, s.momenta[i] / self.masses)
+            drho[n], d2rho[n] = fl.rho_derivatives(a, pos, w, h, rho_in_frame, self.ridge, quadratic, kappa)
             gm[n] = fl.metric(s.rho[i], drho[n])
         dg = np.zeros((len(local), d, d, d))
         if self._method.geometric:

@@ -74,7 +74,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     backend = make_backend(cfg, ic["symbols"])
     fcfg = cfg.fields
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
-                      fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm)
+                      fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
+                      fcfg.demodulate)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
 
