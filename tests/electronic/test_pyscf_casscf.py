@@ -168,8 +168,9 @@ def test_pickled_handle_reproducible(backend, data0):
     x = X_LIH + 0.02
     a = backend.compute(x, reference=data0)
     b = backend.compute(x, reference=d2)
-    assert np.array_equal(a.energies, b.energies)
-    assert all(np.array_equal(p, q) for p, q in zip(a.handle.ci, b.handle.ci))
+    # same warm start from the pickled handle; equal up to PySCF's multithreaded round-off
+    np.testing.assert_allclose(a.energies, b.energies, atol=1e-12)
+    assert all(np.allclose(p, q, atol=1e-9) for p, q in zip(a.handle.ci, b.handle.ci))
 
 
 def test_convergence_error():
