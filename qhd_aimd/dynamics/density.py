@@ -14,6 +14,7 @@ choice is ever made (theory.md, "Gauge invariance in practice").
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 
 def unitarize(s: np.ndarray) -> np.ndarray:
@@ -56,8 +57,9 @@ def liouville_step(
     u : (T, N, N) unitarised step overlap <u(old)|u(new)>
     dt : a.u. of time
     n_substeps : exponential mid-point sub-steps
-    extra : (T, N, N) Hermitian, hartree; the method's additional generator X - H_el (held
-        constant over the step, in the old basis)
+    extra : (T, N, N) Hermitian, hartree; the method's additional generator X - H_el from the
+        swarm fields at the start of the step (old basis), held within the step as its
+        co-rotating action on the state (``_locked_generator``)
 
     Returns
     -------
@@ -65,15 +67,56 @@ def liouville_step(
     """
     h0 = _diag(energies_old)
     h1 = u @ _diag(energies_new) @ np.swapaxes(u.conj(), -1, -2)
-    if extra is not None:
-        h0 = h0 + extra
-        h1 = h1 + extra
     tau = dt / n_substeps
+    if extra is None:
+        for k in range(n_substeps):
+            s = (k + 0.5) / n_substeps
+            prop = expm_hermitian((1.0 - s) * h0 + s * h1, tau)
+            rho = prop @ rho @ np.swapaxes(prop.conj(), -1, -2)
+        return transport(rho, u)
+    psi = _state_vector(rho)
+    psi0 = psi
+    v, r = _locked_action(extra, psi)
     for k in range(n_substeps):
         s = (k + 0.5) / n_substeps
-        prop = expm_hermitian((1.0 - s) * h0 + s * h1, tau)
-        rho = prop @ rho @ np.swapaxes(prop.conj(), -1, -2)
+        h = (1.0 - s) * h0 + s * h1
+        q = expm_hermitian(0.5 * (h0 + h), (k + 0.5) * tau)
+        w = _diag(v) + (q @ r[..., None]) * (q @ psi0[..., None]).conj().swapaxes(-1, -2)
+        psi = (_expm(-1j * tau * (h + w)) @ psi[..., None])[..., 0]
+        psi /= np.linalg.norm(psi, axis=-1, keepdims=True)
+    rho = psi[..., :, None] * psi.conj()[..., None, :]
     return transport(rho, u)
+
+
+def _state_vector(rho: np.ndarray) -> np.ndarray:
+    """|psi> with rho = |psi><psi| (principal eigenvector; rho_el is pure, Eq. 66)."""
+    _, v = np.linalg.eigh(rho)
+    return v[..., :, -1]
+
+
+def _locked_action(extra: np.ndarray, psi: np.ndarray, floor: float = 1e-3):
+    """The action X|psi> of the field generator, split into parts that co-rotate with the state.
+
+    X = ``extra`` is built from rho's spatial derivatives at the start of the step; its
+    coherences share the phases of rho's coherences, which turn by (E_n - E_m) dt within the
+    step. Holding X fixed while rho turns makes [X, rho] transfer population secularly (for a
+    plane-wave coherence, X = a offdiag(rho), everything would be lost). Instead the action on
+    each populated component is held as a complex local potential v_n = (X psi)_n / psi_n (a
+    phase shift and a growth rate of that component, unchanged by any phase rotation), and the
+    remainder r = X psi - v psi (components with |psi_n|^2 below ``floor``) is carried as the
+    rank-one source r <psi| rotated with H. Gauge covariant: under psi_n -> e^{i phi_n} psi_n
+    v is invariant and r -> P r; the global phase of psi cancels in r <psi|.
+
+    Returns v (..., N) hartree, complex, and r (..., N) hartree.
+    """
+    y = (extra @ psi[..., None])[..., 0]
+    v = y * psi.conj() / (np.abs(psi) ** 2 + floor)
+    return v, y - v * psi
+
+
+def _expm(a: np.ndarray) -> np.ndarray:
+    """Matrix exponential of (..., N, N) general complex matrices."""
+    return scipy.linalg.expm(a)
 
 
 def _diag(e: np.ndarray) -> np.ndarray:
