@@ -97,3 +97,15 @@ def test_field_generator_locked_to_coherence_transfers_no_population(alpha, tol)
         rho = liouville_step(rho, e, e, u, 4.0, 10, alpha * _offdiag(rho))
     assert abs(rho[0, 0, 0].real - 0.6) < tol
     assert purity_error(rho)[0] < 1e-12
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+def test_batched_expm_matches_scipy(scale):
+    import scipy.linalg
+
+    from qhd_aimd.dynamics.density import _expm
+
+    rng = np.random.default_rng(3)
+    a = scale * (rng.normal(size=(20, 3, 3)) + 1j * rng.normal(size=(20, 3, 3)))
+    ref = scipy.linalg.expm(a)
+    assert np.abs(_expm(a) - ref).max() < 1e-12 * np.abs(ref).max()
