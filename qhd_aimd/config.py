@@ -141,8 +141,8 @@ class FieldsSpec(_Strict):
     bandwidth_bohr: Optional[Union[float, list[float]]] = None
     ridge: float = Field(1e-10, ge=0, description="Tikhonov regularisation of local regression")
     cutoff_sigma: float = Field(4.0, gt=0, description="neighbours beyond this many bandwidths are ignored")
-    demodulate: bool = Field(False, description="regress coherences in their co-moving phase frame "
-                             "(experimental; see docs/physics.md)")
+    demodulate: bool = Field(True, description="regress coherences in their co-moving phase frame "
+                             "(see docs/physics.md); false: plain regression of rho")
 
 
 class OutputSpec(_Strict):

@@ -1,6 +1,7 @@
 """Compare the four methods of Table II with the exact split-operator reference on Tully's models.
 
-Usage: python docs/validation/compare_methods.py [n_trajectories] [--demodulate] [model:k ...]
+Usage: python docs/validation/compare_methods.py [n_trajectories] [--plain] [model:k ...]
+                                                 [method ...]
        > docs/validation/compare_methods.txt
 
 For each (model, momentum): exact transmission/reflection per adiabatic state and the decoherence
@@ -28,7 +29,7 @@ CASES = [("tully_simple", 15.0, -10.0, 3500.0), ("tully_simple", 30.0, -10.0, 15
 DT, WIDTH = 4.0, 1.0
 
 
-def main(n_traj=100, demodulate=False, only=None):
+def main(n_traj=100, demodulate=True, only=None, methods=None):
     print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1, demodulate={demodulate}")
     print("model           k    method                   T0     T1     R0     R1   err_TR  max|dp1|  mean|dD|   wall_s")
     for name, k, x0, t_final in CASES:
@@ -44,7 +45,7 @@ def main(n_traj=100, demodulate=False, only=None):
         print(f"{name:15s} {k:4.0f}  {'exact':22s} {ref_t[0]:6.3f} {ref_t[1]:6.3f} {ref_r[0]:6.3f} {ref_r[1]:6.3f}")
         pos, mom = sample_wavepacket(x0, k, WIDTH, n_traj, 1)
         backend = ModelBackend(get_model(name))
-        for method in METHODS:
+        for method in methods or METHODS:
             t0 = time.perf_counter()
             prop = Propagator(backend, method, DT, 10, demodulate=demodulate)
             s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
@@ -66,5 +67,5 @@ def main(n_traj=100, demodulate=False, only=None):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(int(args[0]) if args else 100, demodulate="--demodulate" in args,
-         only=[a for a in args[1:] if ":" in a])
+    main(int(args[0]) if args else 100, demodulate="--plain" not in args,
+         only=[a for a in args[1:] if ":" in a], methods=[a for a in args[1:] if a in METHODS])

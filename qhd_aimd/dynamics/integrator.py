@@ -90,7 +90,7 @@ class Propagator:
     ridge: float = 1e-10
     cutoff: float = 4.0
     comm: object = field(default_factory=SerialComm)
-    demodulate: bool = False
+    demodulate: bool = True
 
     def __post_init__(self):
         self._method = METHODS[self.method]
