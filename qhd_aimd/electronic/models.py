@@ -202,7 +202,9 @@ class ModelBackend:
     ----------
     model : DiabaticModel
     random_phases : bool
-        Multiply every eigenvector by a fresh random phase at every call (gauge-invariance tests).
+        Multiply every eigenvector by a random phase at every call (gauge-invariance tests). The
+        phases are drawn from a generator seeded with ``seed`` and the bytes of the geometry:
+        arbitrary from step to step, yet the same after a restart or on another MPI rank.
     phase_kind : {'auto', 'sign', 'complex'}
         'sign' draws +-1, 'complex' draws e^{i phi}; 'auto' = sign for real models, complex
         otherwise.
@@ -214,10 +216,8 @@ class ModelBackend:
     random_phases: bool = False
     phase_kind: str = "auto"
     seed: int = 12345
-    _rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._rng = np.random.default_rng(self.seed)
         if self.phase_kind not in ("auto", "sign", "complex"):
             raise ConfigError(f"phase_kind must be auto, sign or complex, not {self.phase_kind!r}")
 
@@ -239,17 +239,18 @@ class ModelBackend:
         h = self.model.h(x)
         energies, vecs = np.linalg.eigh(h)
         if self.random_phases:
-            vecs = vecs * self._phases(vecs.shape[1], np.iscomplexobj(h))
+            vecs = vecs * self._phases(x, vecs.shape[1], np.iscomplexobj(h))
         dhdx = np.einsum("an,kab,bm->knm", vecs.conj(), self.model.dh(x), vecs)
         return ElectronicData(positions=x.copy(), energies=energies, handle=vecs, dhdx=dhdx)
 
-    def _phases(self, n, complex_model):
+    def _phases(self, x, n, complex_model):
+        rng = np.random.default_rng([self.seed, *np.frombuffer(np.ascontiguousarray(x).tobytes(), np.uint32)])
         kind = self.phase_kind
         if kind == "auto":
             kind = "complex" if complex_model else "sign"
         if kind == "sign":
-            return self._rng.choice([-1.0, 1.0], size=n)
-        return np.exp(2j * np.pi * self._rng.random(n))
+            return rng.choice([-1.0, 1.0], size=n)
+        return np.exp(2j * np.pi * rng.random(n))
 
     def overlap(self, a: ElectronicData, b: ElectronicData) -> np.ndarray:
         """<u_n(a)|u_m(b)>: exact, since the diabatic basis is complete and common."""

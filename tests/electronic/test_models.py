@@ -72,10 +72,13 @@ def test_dhdx_equals_gradients_and_couplings_form(name):
 
 def test_random_phases_change_states_but_not_overlap_moduli():
     b = ModelBackend(get_model("berry_2d"), random_phases=True, seed=7)
-    a1, a2 = b.compute(np.array([0.1, 0.2])), b.compute(np.array([0.1, 0.2]))
+    x1, x2 = np.array([0.1, 0.2]), np.array([0.1, 0.2 + 1e-9])
+    a1, a2 = b.compute(x1), b.compute(x2)
     assert np.abs(a1.handle - a2.handle).max() > 1e-3  # really different phases
     s = b.overlap(a1, a2)
-    assert np.allclose(np.abs(s), np.eye(2), atol=1e-12)
+    assert np.allclose(np.abs(s), np.eye(2), atol=1e-8)
+    # ... yet reproducible: the same geometry gives the same phases (restarts, other ranks)
+    assert np.array_equal(b.compute(x1).handle, ModelBackend(b.model, True, seed=7).compute(x1).handle)
 
 
 def test_unknown_model_is_a_config_error():
