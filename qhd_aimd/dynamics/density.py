@@ -58,7 +58,7 @@ def liouville_step(
     n_substeps : exponential mid-point sub-steps
     extra : (T, N, N) Hermitian, hartree; the method's additional generator X - H_el from the
         swarm fields at the start of the step (old basis), held within the step as its
-        co-rotating action on the state (``_locked_generator``)
+        co-rotating action on the state (``_locked_action``)
 
     Returns
     -------
