@@ -95,6 +95,85 @@ def test_warm_start_equals_cold_start(backend, data0):
     np.testing.assert_allclose(np.abs(s), np.eye(2), atol=1e-6)
 
 
+def test_warm_start_default_tolerances():
+    """Package default tolerances (conv_tol 1e-8, conv_tol_grad 1e-6): warm- and cold-started
+    state energies agree to 1e-8 Ha (the Newton solver converges the state energies, which are
+    not stationary, not only the SA energy); the warm start runs no SCF."""
+    b = CasscfBackend(["Li", "H"], basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    x0 = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    d0 = b.compute(x0)
+    x = x0 + np.array([0.02, -0.01, 0.0, -0.03, 0.01, 0.06])
+    warm = b.compute(x, reference=d0)
+    cold = b.compute(x)
+    np.testing.assert_allclose(warm.energies, cold.energies, atol=1e-8)
+    assert warm.handle.info["path"] == "warm start, Newton"
+    assert warm.handle.info["scf_cycles"] == 0 and cold.handle.info["scf_cycles"] > 0
+    assert warm.handle.info["orbital_gradient"] < 1e-6
+
+
+def test_exact_ci_roots(backend, data0):
+    """Stored CI vectors are exact, spin-pure eigenvectors of the active Hamiltonian."""
+    from pyscf.fci import spin_op
+    mc = backend.rebuild(data0)
+    h1, ecore = mc.get_h1eff()
+    h2 = mc.get_h2eff()
+    for c, e in zip(data0.handle.ci, data0.energies):
+        hc = pyscf.fci.direct_spin1.contract_2e(
+            pyscf.fci.direct_spin1.absorb_h1e(h1, h2, 2, (1, 1), 0.5), c, 2, (1, 1))
+        np.testing.assert_allclose(hc, (e - ecore) * c, atol=1e-11)
+        assert abs(spin_op.spin_square0(c, 2, (1, 1))[0]) < 1e-12
+
+
+def test_exact_ci_matches_davidson():
+    """The exact small-space CI solver and PySCF's Davidson path (exact_ci_max_det=0, with
+    ``_polish``) give the same SA-CASSCF energies; a 3-orbital space checks the spin basis."""
+    kw = dict(basis="sto-3g", ncas=3, nelecas=2, n_states=3, conv_tol=1e-10, conv_tol_grad=1e-7)
+    exact = CasscfBackend(["Li", "H"], **kw).compute(X_LIH)
+    dav = CasscfBackend(["Li", "H"], exact_ci_max_det=0, **kw).compute(X_LIH)
+    assert exact.handle.info["path"].endswith("Newton")
+    assert "Newton" not in dav.handle.info["path"]
+    np.testing.assert_allclose(exact.energies, dav.energies, atol=1e-7)
+
+
+def test_transport_orbitals():
+    from qhd_aimd.electronic.pyscf_casscf import _transport_orbitals, build_mol
+    m0 = build_mol(["Li", "H"], X_LIH, "6-31g")
+    m1 = build_mol(["Li", "H"], X_LIH + 0.05, "6-31g")
+    s0, s1 = m0.intor_symmetric("int1e_ovlp"), m1.intor_symmetric("int1e_ovlp")
+    w, v = np.linalg.eigh(s0)
+    c0 = v / np.sqrt(w)  # orthonormal in s0
+    c1 = _transport_orbitals(c0, s0, s1)
+    np.testing.assert_allclose(c1.T @ s1 @ c1, np.eye(len(c0)), atol=1e-10)
+    np.testing.assert_allclose(_transport_orbitals(c0, s0, s0), c0, atol=1e-10)
+
+
+def test_newton_failure_falls_back_to_one_step(backend, data0):
+    """A Newton attempt that cannot converge hands over to PySCF's 1-step rung."""
+    b = lih()
+    calls = []
+
+    def newton_failing_once(mc, mo, ci, info):
+        calls.append(1)
+        if len(calls) == 1:
+            return False, "forced failure"
+        return CasscfBackend._newton(b, mc, mo, ci, info)
+
+    b._newton = newton_failing_once
+    x = X_LIH + np.array([0.0, 0.02, 0.0, 0.03, 0.0, -0.05])
+    d = b.compute(x, reference=data0)
+    assert d.handle.info["path"] == "warm start, 1-step"
+    assert d.handle.info["attempts"][0].startswith("warm start, Newton")
+    assert d.handle.info["macro_iterations"] > 0
+    np.testing.assert_allclose(d.energies, backend.compute(x).energies, atol=1e-9)
+
+
+def test_translation_keeps_transported_orbitals_converged(backend, data0):
+    """A rigid translation carries converged orbitals exactly (AOs move with the atoms)."""
+    d = backend.compute(X_LIH + 0.05, reference=data0)
+    assert d.handle.info["newton_iterations"] == 0
+    np.testing.assert_allclose(d.energies, data0.energies, atol=1e-10)
+
+
 def test_gradients_vs_finite_differences(backend, data0, derivs):
     grads, _ = derivs
     h = 1e-3
