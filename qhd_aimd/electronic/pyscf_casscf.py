@@ -6,20 +6,36 @@ What a call does (atomic units throughout: bohr, hartree, hartree/bohr)
 -----------------------------------------------------------------------
 ``compute(x, reference)``
     SA-CASSCF with equal weights (or ``ElectronicSpec.weights``) over ``n_states`` roots of the
-    spin given by ``MoleculeSpec.spin``; the FCI solver is spin-projected with ``fix_spin_``
-    (ss = S(S+1)). Warm start comes **only** from ``reference`` (an earlier ``ElectronicData``):
-    its orbitals re-orthonormalised in the new AO metric (Loewdin, C (C^T S C)^{-1/2}) and its CI
-    vectors as the initial guess; no RHF is run then. The backend object keeps no per-call state,
-    so a restart from a checkpointed handle is bitwise reproducible.
+    spin given by ``MoleculeSpec.spin``. Active spaces of at most ``exact_ci_max_det``
+    determinants (CAS(2,2): 4, CAS(4,3): 9, CAS(6,6): 400) are solved *exactly*: the full active
+    Hamiltonian projected on the exact S^2 = S(S+1) subspace, dense diagonalisation
+    (``_ExactCI``); larger ones use PySCF's Davidson solver with ``fix_spin_``.
 
-    Retry ladder when ``mc.converged`` is False (each rung starts afresh from its own guess, so
-    the ladder is deterministic):
+    Warm start comes **only** from ``reference`` (an earlier ``ElectronicData``): its orbitals
+    carried to the new geometry through the Loewdin-orthogonalised AO basis,
+    C' = S_new^{-1/2} S_ref^{1/2} C (``_transport_orbitals``), and, when the reference itself
+    was warm-started from a geometry on the same line (an MD step), the core and active orbital
+    subspaces extrapolated linearly from the reference and its predecessor, which the
+    reference's handle carries (``_extrapolate_orbitals``; projectors only, no orbital is
+    matched or sign-aligned between steps). No RHF is run then. The backend object keeps no
+    per-call state, so a restart from a checkpointed handle is bitwise reproducible.
 
-    1. the initial guess (warm or RHF) with ``max_cycle`` macro iterations;
-    2. the same guess, ``2 * max_cycle`` macro iterations, a smaller orbital step
-       (``max_stepsize = 0.01``) and an augmented-Hessian level shift of 1e-3;
-    3. (warm starts only) a cold start from a fresh RHF, ``2 * max_cycle`` macro iterations;
-    4. ``ConvergenceError``.
+    Solver (exact-CI spaces): Newton iterations on the orbitals with the exact CI re-solved at
+    every step and the coupled orbital-CI Hessian of PySCF (``_newton``), converged until the
+    SA orbital gradient < ``conv_tol_grad`` **and** the estimated remaining change of every state
+    energy < ``conv_tol`` / 3 (state energies of SA-CASSCF are not stationary).
+
+    Retry ladder (each rung starts afresh from its own guess, so the ladder is deterministic;
+    failed rungs are listed in ``handle.info["attempts"]``):
+
+    1. (exact CI) the initial guess (warm, or RHF for a cold start), Newton;
+    2. the same guess, PySCF's 1-step solver (``max_cycle`` macro iterations, to |g| 1e-4),
+       then Newton (Davidson spaces: ``_polish`` instead of Newton);
+    3. the same guess, ``2 * max_cycle`` macro iterations, a smaller orbital step
+       (``max_stepsize = 0.01``) and an augmented-Hessian level shift of 1e-3, then Newton;
+    4. (warm starts only) a cold start from a fresh RHF, ``2 * max_cycle`` macro iterations,
+       then Newton;
+    5. ``ConvergenceError``.
 
 ``overlap(a, b)``
     Exact <Psi_n(a)|Psi_m(b)> between CASSCF states built on different orbitals: the alpha (and
@@ -94,6 +110,13 @@ class CasscfHandle:
         ``hessian_products``, ``macro_iterations`` (PySCF 1-step), ``scf_cycles``,
         ``initial_gradient`` (|g_orb| of the first guess given to Newton), ``orbital_gradient``
         (final |g_orb|), ``attempts`` (failed rungs)
+    prev_coords : (natm, 3) float or None, bohr, geometry of the reference this solution was
+        warm-started from
+    prev_orbitals : (nao, ncore + ncas) float or None, that reference's core + active orbitals in
+        its own Loewdin-orthogonalised AO basis (S^{1/2} C). With ``coords`` and ``mo_coeff``
+        they let the next step extrapolate the orbital subspaces (``_extrapolate_orbitals``);
+        everything the next warm start uses is in this handle, so restarts from a checkpointed
+        handle stay reproducible.
     """
 
     symbols: tuple
@@ -109,6 +132,8 @@ class CasscfHandle:
     energies: np.ndarray
     weights: tuple
     info: dict = field(default_factory=dict)
+    prev_coords: Optional[np.ndarray] = None
+    prev_orbitals: Optional[np.ndarray] = None
 
     def with_ci(self, ci: Sequence[np.ndarray]) -> "CasscfHandle":
         """Copy with other CI vectors (gauge tests: e.g. a state multiplied by -1)."""
@@ -174,6 +199,71 @@ def _transport_orbitals(c: np.ndarray, s_old: np.ndarray, s_new: np.ndarray) -> 
     half_old, _ = _sym_powers(s_old)
     _, mhalf_new = _sym_powers(s_new)
     return _lowdin_reorthonormalize(mhalf_new @ (half_old @ c), s_new)
+
+
+def _orthonormal_block(b: np.ndarray) -> Optional[np.ndarray]:
+    """B (B^T B)^{-1/2}, or None when B has lost rank (singular value < 0.5)."""
+    if b.shape[1] == 0:
+        return b
+    w, v = np.linalg.eigh(b.T @ b)
+    if w.min() < 0.25:
+        return None
+    return b @ (v / np.sqrt(w)) @ v.T
+
+
+def _extrapolate_orbitals(xk: np.ndarray, x_prev: np.ndarray, t: float, ncore: int,
+                          ncas: int) -> Optional[np.ndarray]:
+    """Orbitals for the next step from the last two, in Loewdin-orthogonalised AO bases.
+
+    ``xk`` (nao, nmo) orthonormal orbitals of step k, ``x_prev`` (nao, ncore + ncas) the core and
+    active orbitals of step k-1, ``t`` the step ratio (1 for equal steps). The core and active
+    *subspaces* are extrapolated linearly through their projectors, P = P_k + t (P_k - P_{k-1}),
+    and re-made idempotent (eigenvectors with the largest eigenvalues; the active subspace
+    inside the complement of the new core one); each block of ``xk`` is then projected on its
+    predicted subspace and orthonormalised. Projectors do not depend on how the orbitals of a
+    block are rotated, signed or ordered, so no orbital of step k-1 is matched to one of step
+    k. Returns None when a block loses rank (then the caller uses ``xk`` unchanged).
+    """
+    nocc = ncore + ncas
+    n = xk.shape[0]
+
+    def proj(y):
+        return y @ y.T
+
+    def top(p, m):
+        if m == 0:
+            return np.zeros((n, 0))
+        w, v = np.linalg.eigh(0.5 * (p + p.T))
+        return v[:, -m:]
+
+    pc = proj(xk[:, :ncore])
+    pa = proj(xk[:, ncore:nocc])
+    uc = top(pc + t * (pc - proj(x_prev[:, :ncore])), ncore)
+    qc = np.eye(n) - uc @ uc.T
+    ua = top(qc @ (pa + t * (pa - proj(x_prev[:, ncore:nocc]))) @ qc, ncas)
+    pc_new, pa_new = uc @ uc.T, ua @ ua.T
+    blocks = [_orthonormal_block(pc_new @ xk[:, :ncore]),
+              _orthonormal_block(pa_new @ xk[:, ncore:nocc]),
+              _orthonormal_block((np.eye(n) - pc_new - pa_new) @ xk[:, nocc:])]
+    if any(b is None for b in blocks):
+        return None
+    return np.hstack(blocks)
+
+
+def _step_ratio(prev_coords, coords, new_coords) -> Optional[float]:
+    """t with new - coords ~ t (coords - prev) when the three geometries lie (nearly) on a line
+    with 0 < t <= 1.5 (MD steps); None otherwise (then no extrapolation)."""
+    if prev_coords is None:
+        return None
+    d_old = (np.asarray(coords) - np.asarray(prev_coords)).ravel()
+    d_new = (np.asarray(new_coords) - np.asarray(coords)).ravel()
+    nn = float(d_old @ d_old)
+    if nn < 1e-16 or not np.any(d_new):
+        return None
+    t = float(d_new @ d_old) / nn
+    if not 0.0 < t <= 1.5 or np.linalg.norm(d_new - t * d_old) > 0.5 * np.linalg.norm(d_new):
+        return None
+    return t
 
 
 @functools.lru_cache(maxsize=64)
@@ -491,6 +581,8 @@ class CasscfBackend:
         Davidson + 1-step CASSCF + ``_polish``
     newton_max_cycle : int, Newton iterations per attempt (also capped by ``max_cycle``)
     newton_max_step : float, trust radius: largest norm of one orbital rotation step
+    extrapolate : bool, warm starts extrapolate the orbital subspaces from the reference and its
+        own predecessor (``CasscfHandle.prev_orbitals``) when the three geometries lie on a line
     """
 
     symbols: Sequence[str]
@@ -513,6 +605,7 @@ class CasscfBackend:
     exact_ci_max_det: int = 2000
     newton_max_cycle: int = 12
     newton_max_step: float = 0.3
+    extrapolate: bool = True
     masses: np.ndarray = field(init=False, repr=False)
     labels: list = field(init=False, repr=False)
 
@@ -621,10 +714,22 @@ class CasscfBackend:
         newton = self.exact_ci
         # rungs: (name, guess, first solver, macro-cycle multiplier, damped)
         rungs = []
+        history = (None, None)
         if warm:
             h = reference.handle
-            mo_warm = _transport_orbitals(h.mo_coeff, h.mol().intor_symmetric("int1e_ovlp"),
-                                          mol.intor_symmetric("int1e_ovlp"))
+            s_new = mol.intor_symmetric("int1e_ovlp")
+            half_ref, _ = _sym_powers(h.mol().intor_symmetric("int1e_ovlp"))
+            _, mhalf_new = _sym_powers(s_new)
+            x_ref = half_ref @ h.mo_coeff  # orthonormal, Loewdin-orthogonalised AO basis
+            nocc = self.ncore + self.ncas
+            history = (h.coords.copy(), x_ref[:, :nocc].copy())
+            t = (_step_ratio(h.prev_coords, h.coords, x.reshape(-1, 3))
+                 if self.extrapolate and h.prev_orbitals is not None else None)
+            x_guess = None
+            if t is not None:
+                x_guess = _extrapolate_orbitals(x_ref, h.prev_orbitals, t, self.ncore, self.ncas)
+            mo_warm = _lowdin_reorthonormalize(
+                mhalf_new @ (x_ref if x_guess is None else x_guess), s_new)
             ci_warm = [np.array(c) for c in h.ci]
             if newton:
                 rungs.append(("warm start, Newton", "warm", "newton", 1, False))
@@ -672,7 +777,8 @@ class CasscfBackend:
             eri = getattr(mf, "_eri", None)
             if ok:
                 info["path"] = name
-                return self._pack(x, mol, mc, info)
+                info["extrapolated"] = bool(warm and x_guess is not None)
+                return self._pack(x, mol, mc, info, history)
             info["attempts"].append(f"{name} (max_cycle={mc.max_cycle_macro}): {why}")
         raise ConvergenceError(
             f"SA-CASSCF({self.nelecas}e,{self.ncas}o)/{self.basis}, {self.n_states} states, did "
@@ -692,7 +798,7 @@ class CasscfBackend:
         energy rises; negative curvature met by the CG gives up the attempt.
 
         Converged when the SA orbital gradient is below ``conv_tol_grad`` and the estimated
-        remaining change of every *state* energy is below ``conv_tol / 10`` (state energies are
+        remaining change of every *state* energy is below ``conv_tol / 3`` (state energies are
         not stationary: they move to first order in the orbital rotation, so the estimate is the
         last step's change scaled by |g| / |g_last|, the ratio of the next Newton step to the
         last one), or when the gradient is already below ``conv_tol_grad / 100`` at the start.
@@ -738,7 +844,10 @@ class CasscfBackend:
                     # |g| / |g_last| estimates what is left
                     de = float(np.abs(e_states - e_states_prev).max())
                     de_left = de * gnorm / g_prev
-                if gnorm < self.conv_tol_grad and (10.0 * de_left < self.conv_tol
+                # (estimate accurate to ~2x on ethylene/methaniminium; energies below ~1e-12
+                # relative are round-off)
+                e_tol = max(self.conv_tol, 1e-12 * float(np.abs(e_states).max()))
+                if gnorm < self.conv_tol_grad and (3.0 * de_left < e_tol
                                                   or gnorm < 1e-2 * self.conv_tol_grad):
                     mo, _, mo_energy = mc.canonicalize(mo, ci, eris, sort=False,
                                                        cas_natorb=False, verbose=0)
@@ -783,7 +892,8 @@ class CasscfBackend:
         b[ngorb:] = 0.0  # the CI gradient of exact roots is zero (round-off only)
         bn = np.linalg.norm(b)
         # inexact Newton: relative residual min(1e-2, |g|) keeps the convergence quadratic
-        rtol = min(1e-2, gnorm)
+        # (tighter solves were tried: they cost more products than the iterations they save)
+        rtol = max(min(1e-2, gnorm), 1e-10)
         x = np.zeros_like(b)
         r = b.copy()
         z = proj(r / d)
@@ -901,7 +1011,7 @@ class CasscfBackend:
         mc.e_tot = float(np.dot(self.weights, e + ecore))
         return ok
 
-    def _pack(self, x, mol, mc, info=None) -> ElectronicData:
+    def _pack(self, x, mol, mc, info=None, history=(None, None)) -> ElectronicData:
         e = np.asarray(mc.e_states, float)
         ci = [np.asarray(c) for c in mc.ci]
         order = np.argsort(e, kind="stable")  # a permutation of states, never a sign change
@@ -912,7 +1022,7 @@ class CasscfBackend:
             charge=self.charge, spin=self.spin, ncore=self.ncore, ncas=self.ncas,
             nelecas=self._nelecas, mo_coeff=np.asarray(mc.mo_coeff).copy(), ci=ci,
             energies=e.copy(), weights=tuple(self.weights[i] for i in order),
-            info=dict(info or {}))
+            info=dict(info or {}), prev_coords=history[0], prev_orbitals=history[1])
         return ElectronicData(positions=x, energies=e, handle=handle, dhdx=None)
 
     def overlap(self, a: ElectronicData, b: ElectronicData) -> np.ndarray:

@@ -280,3 +280,61 @@ def test_ethylene_one_solve_vs_terms():
     rho = np.array([[0.3, 0.4 + 0.1j], [0.4 - 0.1j, 0.7]])
     f = meanfield_force(dhdx_from_derivatives(d.energies, g, c), rho)
     np.testing.assert_allclose(b.force(d, rho), f, atol=1e-7)
+
+
+def test_step_ratio():
+    from qhd_aimd.electronic.pyscf_casscf import _step_ratio
+    a = np.zeros((2, 3))
+    b = a + 0.1
+    assert _step_ratio(None, b, b + 0.1) is None
+    assert abs(_step_ratio(a, b, b + 0.1) - 1.0) < 1e-12
+    assert abs(_step_ratio(a, b, b + 0.05) - 0.5) < 1e-12
+    assert _step_ratio(a, b, b - 0.1) is None                   # reversed
+    assert _step_ratio(a, b, b + np.array([[0.1, -0.1, 0.0]] * 2)) is None  # not along the line
+
+
+def test_extrapolate_orbitals_gauge_free():
+    """The prediction depends on the orbital subspaces only: rotating/reordering/flipping the
+    previous step's core and active orbitals changes nothing; output is orthonormal; no motion
+    predicts the current subspaces."""
+    from qhd_aimd.electronic.pyscf_casscf import _extrapolate_orbitals
+    rng = np.random.default_rng(2)
+    n, nc, na = 12, 3, 2
+    xk = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    k = 0.05 * rng.standard_normal((n, n))
+    from scipy.linalg import expm
+    xprev = (expm(k - k.T) @ xk)[:, :nc + na]
+    out = _extrapolate_orbitals(xk, xprev, 1.0, nc, na)
+    np.testing.assert_allclose(out.T @ out, np.eye(n), atol=1e-12)
+    g = xprev.copy()
+    g[:, :nc] = g[:, :nc] @ np.linalg.qr(rng.standard_normal((nc, nc)))[0]
+    g[:, nc:] = g[:, nc:][:, ::-1] * np.array([-1.0, 1.0])
+    out2 = _extrapolate_orbitals(xk, g, 1.0, nc, na)
+    np.testing.assert_allclose(out2, out, atol=1e-12)
+    same = _extrapolate_orbitals(xk, xk[:, :nc + na], 1.0, nc, na)
+    for sl in (slice(0, nc), slice(nc, nc + na)):
+        np.testing.assert_allclose(same[:, sl] @ same[:, sl].T, xk[:, sl] @ xk[:, sl].T, atol=1e-12)
+    # a real prediction: the extrapolated core subspace differs from the current one
+    assert np.abs(out[:, :nc] @ out[:, :nc].T - xk[:, :nc] @ xk[:, :nc].T).max() > 1e-3
+
+
+def test_extrapolated_warm_start():
+    """Along a line, the second warm start extrapolates the orbitals: smaller initial gradient
+    than plain transport, same energies as a cold start; restart from the pickled handle (which
+    carries the history) reproduces it."""
+    kw = dict(basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    b, plain = CasscfBackend(["Li", "H"], **kw), CasscfBackend(["Li", "H"], extrapolate=False, **kw)
+    x0 = np.array([0.0, 0.0, 0.0, 0.0, 0.2, 3.0])
+    dx = np.array([0.01, 0.0, -0.02, -0.02, 0.01, 0.06])
+    d0 = b.compute(x0)
+    d1 = b.compute(x0 + dx, reference=d0)
+    assert d1.handle.prev_orbitals is not None and not d1.handle.info["extrapolated"]
+    d2 = b.compute(x0 + 2 * dx, reference=d1)
+    p2 = plain.compute(x0 + 2 * dx, reference=d1)
+    assert d2.handle.info["extrapolated"] and not p2.handle.info["extrapolated"]
+    assert d2.handle.info["initial_gradient"] < 0.2 * p2.handle.info["initial_gradient"]
+    cold = b.compute(x0 + 2 * dx)
+    np.testing.assert_allclose(d2.energies, cold.energies, atol=1e-8)
+    d2r = b.compute(x0 + 2 * dx, reference=pickle.loads(pickle.dumps(d1)))
+    np.testing.assert_allclose(d2r.energies, d2.energies, atol=1e-12)
+    assert d2r.handle.info["extrapolated"]
