@@ -109,7 +109,9 @@ class CasscfHandle:
         backend): ``path`` (the retry-ladder rung that converged), ``newton_iterations``,
         ``hessian_products``, ``macro_iterations`` (PySCF 1-step), ``scf_cycles``,
         ``initial_gradient`` (|g_orb| of the first guess given to Newton), ``orbital_gradient``
-        (final |g_orb|), ``attempts`` (failed rungs)
+        (final |g_orb|), ``attempts`` (failed rungs), ``extrapolated``, ``active_overlap``
+        (warm starts: smallest singular value of the active-orbital overlap with the reference;
+        well below 1 when the active space switched character between the two geometries)
     prev_coords : (natm, 3) float or None, bohr, geometry of the reference this solution was
         warm-started from
     prev_orbitals : (nao, ncore + ncas) float or None, that reference's core + active orbitals in
@@ -778,6 +780,14 @@ class CasscfBackend:
             if ok:
                 info["path"] = name
                 info["extrapolated"] = bool(warm and x_guess is not None)
+                if warm:
+                    # smallest singular value of the active-orbital overlap with the reference
+                    # (Loewdin AO bases): ~1 along smooth MD steps, << 1 when the converged
+                    # active space changed character (e.g. pi* -> sigma*(CH) in CAS(2,2))
+                    act = slice(self.ncore, self.ncore + self.ncas)
+                    half_new, _ = _sym_powers(s_new)
+                    m = x_ref[:, act].T @ (half_new @ np.asarray(mc.mo_coeff)[:, act])
+                    info["active_overlap"] = float(np.linalg.svd(m, compute_uv=False).min())
                 return self._pack(x, mol, mc, info, history)
             info["attempts"].append(f"{name} (max_cycle={mc.max_cycle_macro}): {why}")
         raise ConvergenceError(

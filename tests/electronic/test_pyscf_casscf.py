@@ -338,3 +338,9 @@ def test_extrapolated_warm_start():
     d2r = b.compute(x0 + 2 * dx, reference=pickle.loads(pickle.dumps(d1)))
     np.testing.assert_allclose(d2r.energies, d2.energies, atol=1e-12)
     assert d2r.handle.info["extrapolated"]
+
+
+def test_active_overlap_diagnostic(backend, data0):
+    d = backend.compute(X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03]), reference=data0)
+    assert 0.99 < d.handle.info["active_overlap"] <= 1.0 + 1e-12
+    assert "active_overlap" not in data0.handle.info  # cold start: no reference
