@@ -344,3 +344,24 @@ def test_active_overlap_diagnostic(backend, data0):
     d = backend.compute(X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03]), reference=data0)
     assert 0.99 < d.handle.info["active_overlap"] <= 1.0 + 1e-12
     assert "active_overlap" not in data0.handle.info  # cold start: no reference
+
+
+def test_active_switch_policy(data0):
+    """A step whose active orbitals overlap the reference's less than active_overlap_min is an
+    active-space switch: recorded with "continue", ActiveSpaceSwitchError with "stop"."""
+    from qhd_aimd.errors import ActiveSpaceSwitchError
+    x = X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03])
+    assert not lih().compute(x, reference=data0).handle.info["active_switch"]
+    assert lih(active_overlap_min=1.0).compute(x, reference=data0).handle.info["active_switch"]
+    with pytest.raises(ActiveSpaceSwitchError, match="active space switched"):
+        lih(active_overlap_min=1.0, active_switch="stop").compute(x, reference=data0)
+    lih(active_switch="stop").compute(x, reference=data0)  # a smooth step passes
+
+
+def test_active_switch_from_config():
+    from qhd_aimd.config import SystemSpec
+    spec = SystemSpec.model_validate({"molecule": {"xyz": "x.xyz"},
+                                      "electronic": {"basis": "sto-3g", "active_switch": "stop",
+                                                     "active_overlap_min": 0.9}})
+    b = CasscfBackend.from_config(spec, ["Li", "H"])
+    assert (b.active_switch, b.active_overlap_min) == ("stop", 0.9)
