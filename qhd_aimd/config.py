@@ -52,6 +52,10 @@ class ElectronicSpec(_Strict):
     conv_tol_grad: float = Field(1e-6, gt=0)
     max_cycle: int = Field(100, ge=1)
     force: Literal["one_solve", "term_by_term"] = "one_solve"
+    active_switch: Literal["continue", "stop"] = Field(
+        "continue", description="what a warm start does when the converged active space switched "
+        "character (active-orbital overlap with the previous step below active_overlap_min)")
+    active_overlap_min: float = Field(0.98, gt=0, le=1)
 
     @model_validator(mode="after")
     def _weights(self):

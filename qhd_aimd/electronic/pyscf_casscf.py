@@ -6,20 +6,36 @@ What a call does (atomic units throughout: bohr, hartree, hartree/bohr)
 -----------------------------------------------------------------------
 ``compute(x, reference)``
     SA-CASSCF with equal weights (or ``ElectronicSpec.weights``) over ``n_states`` roots of the
-    spin given by ``MoleculeSpec.spin``; the FCI solver is spin-projected with ``fix_spin_``
-    (ss = S(S+1)). Warm start comes **only** from ``reference`` (an earlier ``ElectronicData``):
-    its orbitals re-orthonormalised in the new AO metric (Loewdin, C (C^T S C)^{-1/2}) and its CI
-    vectors as the initial guess; no RHF is run then. The backend object keeps no per-call state,
-    so a restart from a checkpointed handle is bitwise reproducible.
+    spin given by ``MoleculeSpec.spin``. Active spaces of at most ``exact_ci_max_det``
+    determinants (CAS(2,2): 4, CAS(4,3): 9, CAS(6,6): 400) are solved *exactly*: the full active
+    Hamiltonian projected on the exact S^2 = S(S+1) subspace, dense diagonalisation
+    (``_ExactCI``); larger ones use PySCF's Davidson solver with ``fix_spin_``.
 
-    Retry ladder when ``mc.converged`` is False (each rung starts afresh from its own guess, so
-    the ladder is deterministic):
+    Warm start comes **only** from ``reference`` (an earlier ``ElectronicData``): its orbitals
+    carried to the new geometry through the Loewdin-orthogonalised AO basis,
+    C' = S_new^{-1/2} S_ref^{1/2} C (``_transport_orbitals``), and, when the reference itself
+    was warm-started from a geometry on the same line (an MD step), the core and active orbital
+    subspaces extrapolated linearly from the reference and its predecessor, which the
+    reference's handle carries (``_extrapolate_orbitals``; projectors only, no orbital is
+    matched or sign-aligned between steps). No RHF is run then. The backend object keeps no
+    per-call state, so a restart from a checkpointed handle is bitwise reproducible.
 
-    1. the initial guess (warm or RHF) with ``max_cycle`` macro iterations;
-    2. the same guess, ``2 * max_cycle`` macro iterations, a smaller orbital step
-       (``max_stepsize = 0.01``) and an augmented-Hessian level shift of 1e-3;
-    3. (warm starts only) a cold start from a fresh RHF, ``2 * max_cycle`` macro iterations;
-    4. ``ConvergenceError``.
+    Solver (exact-CI spaces): Newton iterations on the orbitals with the exact CI re-solved at
+    every step and the coupled orbital-CI Hessian of PySCF (``_newton``), converged until the
+    SA orbital gradient < ``conv_tol_grad`` **and** the estimated remaining change of every state
+    energy < ``conv_tol`` / 3 (state energies of SA-CASSCF are not stationary).
+
+    Retry ladder (each rung starts afresh from its own guess, so the ladder is deterministic;
+    failed rungs are listed in ``handle.info["attempts"]``):
+
+    1. (exact CI) the initial guess (warm, or RHF for a cold start), Newton;
+    2. the same guess, PySCF's 1-step solver (``max_cycle`` macro iterations, to |g| 1e-4),
+       then Newton (Davidson spaces: ``_polish`` instead of Newton);
+    3. the same guess, ``2 * max_cycle`` macro iterations, a smaller orbital step
+       (``max_stepsize = 0.01``) and an augmented-Hessian level shift of 1e-3, then Newton;
+    4. (warm starts only) a cold start from a fresh RHF, ``2 * max_cycle`` macro iterations,
+       then Newton;
+    5. ``ConvergenceError``.
 
 ``overlap(a, b)``
     Exact <Psi_n(a)|Psi_m(b)> between CASSCF states built on different orbitals: the alpha (and
@@ -50,16 +66,17 @@ from itertools import product
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from pyscf import gto, lib, mcscf, scf
+from pyscf import ao2mo, gto, lib, mcscf, scf
 from pyscf.fci import addons as fci_addons
-from pyscf.fci import cistring, direct_spin1
+from pyscf.fci import cistring, direct_spin1, spin_op
 from pyscf.grad import casscf as casscf_grad
 from pyscf.grad import sacasscf as sacasscf_grad
 from pyscf.mcscf import newton_casscf
 from pyscf.nac import sacasscf as nac_sacasscf
 
 from qhd_aimd.electronic.base import ElectronicData, dhdx_from_derivatives, meanfield_force
-from qhd_aimd.errors import ConfigError, ConvergenceError, MissingPropertyError
+from qhd_aimd.errors import (ActiveSpaceSwitchError, ConfigError, ConvergenceError,
+                             MissingPropertyError)
 from qhd_aimd.units import AMU_ME
 
 __all__ = ["CasscfBackend", "CasscfHandle", "overlap_bruteforce", "state_overlap", "build_mol",
@@ -89,6 +106,20 @@ class CasscfHandle:
     ci : tuple of N (na, nb) arrays, CI vectors as PySCF returned them
     energies : (N,) float, hartree, ascending
     weights : tuple of N float, state-averaging weights
+    info : dict, how this solution was obtained (diagnostics only, never read back by the
+        backend): ``path`` (the retry-ladder rung that converged), ``newton_iterations``,
+        ``hessian_products``, ``macro_iterations`` (PySCF 1-step), ``scf_cycles``,
+        ``initial_gradient`` (|g_orb| of the first guess given to Newton), ``orbital_gradient``
+        (final |g_orb|), ``attempts`` (failed rungs), ``extrapolated``, ``active_overlap``
+        (warm starts: smallest singular value of the active-orbital overlap with the reference;
+        well below 1 when the active space switched character between the two geometries)
+    prev_coords : (natm, 3) float or None, bohr, geometry of the reference this solution was
+        warm-started from
+    prev_orbitals : (nao, ncore + ncas) float or None, that reference's core + active orbitals in
+        its own Loewdin-orthogonalised AO basis (S^{1/2} C). With ``coords`` and ``mo_coeff``
+        they let the next step extrapolate the orbital subspaces (``_extrapolate_orbitals``);
+        everything the next warm start uses is in this handle, so restarts from a checkpointed
+        handle stay reproducible.
     """
 
     symbols: tuple
@@ -103,6 +134,9 @@ class CasscfHandle:
     ci: tuple
     energies: np.ndarray
     weights: tuple
+    info: dict = field(default_factory=dict)
+    prev_coords: Optional[np.ndarray] = None
+    prev_orbitals: Optional[np.ndarray] = None
 
     def with_ci(self, ci: Sequence[np.ndarray]) -> "CasscfHandle":
         """Copy with other CI vectors (gauge tests: e.g. a state multiplied by -1)."""
@@ -147,6 +181,162 @@ def _lowdin_reorthonormalize(c: np.ndarray, s: np.ndarray) -> np.ndarray:
     m = c.T @ s @ c
     w, v = np.linalg.eigh(m)
     return c @ (v * w**-0.5) @ v.T
+
+
+def _sym_powers(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S^{1/2}, S^{-1/2}) of a symmetric positive definite matrix."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(w)) @ v.T, (v / np.sqrt(w)) @ v.T
+
+
+def _transport_orbitals(c: np.ndarray, s_old: np.ndarray, s_new: np.ndarray) -> np.ndarray:
+    """Orbitals of the old geometry carried to the new one through the Loewdin-orthogonalised AO
+    basis: C' = S_new^{-1/2} S_old^{1/2} C (orthonormal in S_new because C^T S_old C = 1; a final
+    ``_lowdin_reorthonormalize`` only removes round-off).
+
+    Compared with re-orthonormalising C itself in the new metric, C (C^T S_new C)^{-1/2}, this
+    keeps the orbitals' expansion in the *orthogonalised* AOs that move with the atoms; along
+    MD steps of 0.03-0.1 bohr it gives a 3x smaller initial SA-CASSCF orbital gradient (measured
+    on ethylene, ``benchmarks/bench_warm_start.py``).
+    """
+    half_old, _ = _sym_powers(s_old)
+    _, mhalf_new = _sym_powers(s_new)
+    return _lowdin_reorthonormalize(mhalf_new @ (half_old @ c), s_new)
+
+
+def _orthonormal_block(b: np.ndarray) -> Optional[np.ndarray]:
+    """B (B^T B)^{-1/2}, or None when B has lost rank (singular value < 0.5)."""
+    if b.shape[1] == 0:
+        return b
+    w, v = np.linalg.eigh(b.T @ b)
+    if w.min() < 0.25:
+        return None
+    return b @ (v / np.sqrt(w)) @ v.T
+
+
+def _extrapolate_orbitals(xk: np.ndarray, x_prev: np.ndarray, t: float, ncore: int,
+                          ncas: int) -> Optional[np.ndarray]:
+    """Orbitals for the next step from the last two, in Loewdin-orthogonalised AO bases.
+
+    ``xk`` (nao, nmo) orthonormal orbitals of step k, ``x_prev`` (nao, ncore + ncas) the core and
+    active orbitals of step k-1, ``t`` the step ratio (1 for equal steps). The core and active
+    *subspaces* are extrapolated linearly through their projectors, P = P_k + t (P_k - P_{k-1}),
+    and re-made idempotent (eigenvectors with the largest eigenvalues; the active subspace
+    inside the complement of the new core one); each block of ``xk`` is then projected on its
+    predicted subspace and orthonormalised. Projectors do not depend on how the orbitals of a
+    block are rotated, signed or ordered, so no orbital of step k-1 is matched to one of step
+    k. Returns None when a block loses rank (then the caller uses ``xk`` unchanged).
+    """
+    nocc = ncore + ncas
+    n = xk.shape[0]
+
+    def proj(y):
+        return y @ y.T
+
+    def top(p, m):
+        if m == 0:
+            return np.zeros((n, 0))
+        w, v = np.linalg.eigh(0.5 * (p + p.T))
+        return v[:, -m:]
+
+    pc = proj(xk[:, :ncore])
+    pa = proj(xk[:, ncore:nocc])
+    uc = top(pc + t * (pc - proj(x_prev[:, :ncore])), ncore)
+    qc = np.eye(n) - uc @ uc.T
+    ua = top(qc @ (pa + t * (pa - proj(x_prev[:, ncore:nocc]))) @ qc, ncas)
+    pc_new, pa_new = uc @ uc.T, ua @ ua.T
+    blocks = [_orthonormal_block(pc_new @ xk[:, :ncore]),
+              _orthonormal_block(pa_new @ xk[:, ncore:nocc]),
+              _orthonormal_block((np.eye(n) - pc_new - pa_new) @ xk[:, nocc:])]
+    if any(b is None for b in blocks):
+        return None
+    return np.hstack(blocks)
+
+
+def _step_ratio(prev_coords, coords, new_coords) -> Optional[float]:
+    """t with new - coords ~ t (coords - prev) when the three geometries lie (nearly) on a line
+    with 0 < t <= 1.5 (MD steps); None otherwise (then no extrapolation)."""
+    if prev_coords is None:
+        return None
+    d_old = (np.asarray(coords) - np.asarray(prev_coords)).ravel()
+    d_new = (np.asarray(new_coords) - np.asarray(coords)).ravel()
+    nn = float(d_old @ d_old)
+    if nn < 1e-16 or not np.any(d_new):
+        return None
+    t = float(d_new @ d_old) / nn
+    if not 0.0 < t <= 1.5 or np.linalg.norm(d_new - t * d_old) > 0.5 * np.linalg.norm(d_new):
+        return None
+    return t
+
+
+@functools.lru_cache(maxsize=64)
+def _spin_basis(norb: int, nelec: tuple, ss: float) -> np.ndarray:
+    """(n_det, m) orthonormal basis of the determinant space with <S^2> = ss exactly
+    (eigenvectors of the S^2 matrix; read-only, cached per active space)."""
+    na = cistring.num_strings(norb, nelec[0])
+    nb = cistring.num_strings(norb, nelec[1])
+    n = na * nb
+    s2 = np.empty((n, n))
+    unit = np.zeros(n)
+    for i in range(n):
+        unit[:] = 0.0
+        unit[i] = 1.0
+        s2[:, i] = spin_op.contract_ss(unit.reshape(na, nb), norb, nelec).ravel()
+    w, v = np.linalg.eigh(0.5 * (s2 + s2.T))
+    q = np.ascontiguousarray(v[:, np.abs(w - ss) < 1e-6])
+    q.setflags(write=False)
+    return q
+
+
+class _ExactCI:
+    """FCI-solver mixin: exact, spin-pure roots for small active spaces.
+
+    For at most ``exact_max_det`` determinants the active Hamiltonian is built in full
+    (``direct_spin1.pspace``), projected on the exact <S^2> = ``ss_value`` subspace
+    (``_spin_basis``) and diagonalised densely. The roots are then exact eigenvectors to
+    machine precision and exactly spin-pure, whatever the initial guess (PySCF's Davidson stops
+    at residuals ~1e-7 from a good warm guess, see ``CasscfBackend._final_ci``); the guess
+    ``ci0`` is not used. Signs are whatever LAPACK returns: no sign or phase is ever chosen.
+    Larger spaces fall through to PySCF's Davidson solver.
+    """
+
+    exact_max_det = 2000
+
+    def _exact_ok(self, norb, nelec):
+        na = cistring.num_strings(norb, nelec[0])
+        nb = cistring.num_strings(norb, nelec[1])
+        return na * nb <= self.exact_max_det
+
+    def kernel(self, h1e, eri, norb, nelec, ci0=None, nroots=None, ecore=0, **kwargs):
+        nelec = direct_spin1._unpack_nelec(nelec, self.spin)
+        if nroots is None:
+            nroots = self.nroots
+        if not self._exact_ok(norb, nelec):
+            return super().kernel(h1e, eri, norb, nelec, ci0=ci0, nroots=nroots, ecore=ecore,
+                                  **kwargs)
+        na = cistring.num_strings(norb, nelec[0])
+        nb = cistring.num_strings(norb, nelec[1])
+        ss = getattr(self, "ss_value", None)
+        if ss is None:
+            sz = 0.5 * abs(nelec[0] - nelec[1])
+            ss = sz * (sz + 1.0)
+        q = _spin_basis(norb, tuple(int(n) for n in nelec), float(ss))
+        if q.shape[1] < nroots:
+            raise ConfigError(f"only {q.shape[1]} states with S^2 = {ss} in CAS({sum(nelec)}, "
+                              f"{norb}); {nroots} requested")
+        h = direct_spin1.pspace(np.asarray(h1e, float), ao2mo.restore(1, np.asarray(eri), norb),
+                                norb, nelec, np=na * nb)[1]
+        hq = q.T @ h @ q
+        w, u = np.linalg.eigh(0.5 * (hq + hq.T))
+        c = q @ u[:, :nroots]
+        e = w[:nroots] + ecore
+        vecs = [c[:, i].reshape(na, nb).view(direct_spin1.FCIvector) for i in range(nroots)]
+        self.norb, self.nelec = norb, nelec
+        if nroots == 1:
+            self.converged, self.eci, self.ci = True, float(e[0]), vecs[0]
+        else:
+            self.converged, self.eci, self.ci = [True] * nroots, e, vecs
+        return self.eci, self.ci
 
 
 def _krylov_refine(hop, vecs, tol, max_iter=60):
@@ -387,7 +577,23 @@ class CasscfBackend:
     force_mode : "one_solve" | "term_by_term"
     lagrange_tol : float, relative tolerance of the CP-MCSCF conjugate-gradient solve
     lagrange_max_cycle : int
-    ci_tol : float, residual norm ||H c - E c|| of the final CI diagonalisation
+    ci_tol : float, residual norm ||H c - E c|| of the final CI diagonalisation (Davidson path)
+    n_polish : int, polish rounds of the Davidson path (``_polish``)
+    exact_ci_max_det : int, active spaces with at most this many determinants use the exact
+        spin-pure CI solver (``_ExactCI``) and the Newton solver (``_newton``); larger ones PySCF's
+        Davidson + 1-step CASSCF + ``_polish``
+    newton_max_cycle : int, Newton iterations per attempt (also capped by ``max_cycle``)
+    newton_max_step : float, trust radius: largest norm of one orbital rotation step
+    extrapolate : bool, warm starts extrapolate the orbital subspaces from the reference and its
+        own predecessor (``CasscfHandle.prev_orbitals``) when the three geometries lie on a line
+    active_switch : "continue" | "stop", warm starts whose converged active orbitals overlap the
+        reference's by less than ``active_overlap_min`` (smallest singular value) are an
+        active-space switch, a discontinuity of the SA-CASSCF potential (e.g. pi* -> sigma*(CH)
+        in ethylene CAS(2,2), where the old solution ceases to exist): "continue" records it in
+        ``handle.info["active_switch"]``, "stop" raises ``ActiveSpaceSwitchError`` (the
+        trajectory is then stopped and listed as failed)
+    active_overlap_min : float, threshold of the switch test (normal MD steps of 0.25-0.5 fs:
+        > 0.999 on ethylene; switches seen: 0.86-0.95)
     """
 
     symbols: Sequence[str]
@@ -407,11 +613,19 @@ class CasscfBackend:
     lagrange_max_cycle: int = 200
     ci_tol: float = 1e-9
     n_polish: int = 3
+    exact_ci_max_det: int = 2000
+    newton_max_cycle: int = 12
+    newton_max_step: float = 0.3
+    extrapolate: bool = True
+    active_switch: str = "continue"
+    active_overlap_min: float = 0.98
     masses: np.ndarray = field(init=False, repr=False)
     labels: list = field(init=False, repr=False)
 
     def __post_init__(self):
         self.symbols = tuple(str(s) for s in self.symbols)
+        if self.active_switch not in ("continue", "stop"):
+            raise ConfigError(f"active_switch must be continue or stop, not {self.active_switch!r}")
         if self.force_mode not in ("one_solve", "term_by_term"):
             raise ConfigError(f"force must be one_solve or term_by_term, not {self.force_mode!r}")
         if self.weights is None:
@@ -456,7 +670,8 @@ class CasscfBackend:
             basis=el.basis, nelecas=int(el.active_space[0]), ncas=int(el.active_space[1]),
             n_states=el.n_states, charge=mol.charge, spin=mol.spin, weights=el.weights,
             density_fit=el.density_fit, conv_tol=el.conv_tol, conv_tol_grad=el.conv_tol_grad,
-            max_cycle=el.max_cycle, force_mode=el.force,
+            max_cycle=el.max_cycle, force_mode=el.force, active_switch=el.active_switch,
+            active_overlap_min=el.active_overlap_min,
         )
         kw.update(overrides)
         return cls(symbols=symbols, **kw)
@@ -472,8 +687,18 @@ class CasscfBackend:
             mf = mf.density_fit()
         return mf
 
+    @property
+    def exact_ci(self) -> bool:
+        """Whether the active space is small enough for ``_ExactCI`` (and ``_newton``)."""
+        na = cistring.num_strings(self.ncas, self._nelecas[0])
+        nb = cistring.num_strings(self.ncas, self._nelecas[1])
+        return na * nb <= self.exact_ci_max_det
+
     def _mc(self, mf):
         mc = mcscf.CASSCF(mf, self.ncas, self._nelecas)
+        if self.exact_ci:
+            lib.set_class(mc.fcisolver, (_ExactCI, type(mc.fcisolver)))
+            mc.fcisolver.exact_max_det = self.exact_ci_max_det
         ss = 0.5 * self.spin * (0.5 * self.spin + 1.0)
         mc = mc.fix_spin_(ss=ss).state_average_(list(self.weights))
         mc.fcisolver.nroots = self.n_states
@@ -502,29 +727,50 @@ class CasscfBackend:
             raise ValueError(f"positions must have shape ({3 * len(self.symbols)},), got {x.shape}")
         mol = self._mol(x)
         warm = self._usable_reference(reference)
+        newton = self.exact_ci
+        # rungs: (name, guess, first solver, macro-cycle multiplier, damped)
+        rungs = []
+        history = (None, None)
         if warm:
             h = reference.handle
-            mo0 = _lowdin_reorthonormalize(h.mo_coeff, mol.intor_symmetric("int1e_ovlp"))
-            ci0 = [np.array(c) for c in h.ci]
-            guesses = [("warm", mo0, ci0)]
+            s_new = mol.intor_symmetric("int1e_ovlp")
+            half_ref, _ = _sym_powers(h.mol().intor_symmetric("int1e_ovlp"))
+            _, mhalf_new = _sym_powers(s_new)
+            x_ref = half_ref @ h.mo_coeff  # orthonormal, Loewdin-orthogonalised AO basis
+            nocc = self.ncore + self.ncas
+            history = (h.coords.copy(), x_ref[:, :nocc].copy())
+            t = (_step_ratio(h.prev_coords, h.coords, x.reshape(-1, 3))
+                 if self.extrapolate and h.prev_orbitals is not None else None)
+            x_guess = None
+            if t is not None:
+                x_guess = _extrapolate_orbitals(x_ref, h.prev_orbitals, t, self.ncore, self.ncas)
+            mo_warm = _lowdin_reorthonormalize(
+                mhalf_new @ (x_ref if x_guess is None else x_guess), s_new)
+            ci_warm = [np.array(c) for c in h.ci]
+            if newton:
+                rungs.append(("warm start, Newton", "warm", "newton", 1, False))
+            rungs += [("warm start, 1-step", "warm", "1step", 1, False),
+                      ("warm start, damped 1-step", "warm", "1step", 2, True),
+                      ("cold start from RHF, 1-step", "cold", "1step", 2, False)]
         else:
-            guesses = []
-        rungs = []
-        if warm:
-            rungs += [("warm start", "warm", 1, False), ("warm start, damped", "warm", 2, True)]
-            rungs += [("cold start from RHF", "cold", 2, False)]
-        else:
-            rungs += [("cold start from RHF", "cold", 1, False),
-                      ("cold start from RHF, damped", "cold", 2, True)]
-        cold = None
-        log = []
-        for name, kind, cyc, damped in rungs:
+            if newton:
+                rungs.append(("cold start from RHF, Newton", "cold", "newton", 1, False))
+            rungs += [("cold start from RHF, 1-step", "cold", "1step", 1, False),
+                      ("cold start from RHF, damped 1-step", "cold", "1step", 2, True)]
+        info = {"path": None, "newton_iterations": 0, "hessian_products": 0,
+                "macro_iterations": 0, "scf_cycles": 0, "initial_gradient": None,
+                "orbital_gradient": None, "attempts": []}
+        cold = eri = None
+        for name, kind, first, cyc, damped in rungs:
             mf = self._mf(mol)
+            if eri is not None:
+                mf._eri = eri  # AO integrals of this geometry, computed by an earlier rung
             if kind == "warm":
-                mo0, ci0 = guesses[0][1], guesses[0][2]
+                mo0, ci0 = mo_warm, ci_warm
             else:
                 if cold is None:
                     mf.kernel()
+                    info["scf_cycles"] += int(getattr(mf, "cycles", 0))
                     cold = (mf.mo_coeff, mf.mo_occ, mf.mo_energy, mf.e_tot, mf.converged)
                 mf.mo_coeff, mf.mo_occ, mf.mo_energy, mf.e_tot, mf.converged = cold
                 mo0, ci0 = cold[0], None
@@ -533,25 +779,189 @@ class CasscfBackend:
             if damped:
                 mc.max_stepsize = 0.01
                 mc.ah_level_shift = 1e-3
-            self._run(mc, mo0, ci0)
-            ok, why = self._polish(mc)
+            if first == "newton":
+                ok, why = self._newton(mc, mo0, ci0, info)
+            elif newton:
+                # PySCF's 1-step solver to a loose gradient, then Newton to the tolerance
+                mc.conv_tol = max(self.conv_tol, 1e-7)
+                mc.conv_tol_grad = max(self.conv_tol_grad, 1e-4)
+                self._run(mc, mo0, ci0, info)
+                ok, why = self._newton(mc, mc.mo_coeff, mc.ci, info)
+            else:
+                self._run(mc, mo0, ci0, info)
+                ok, why = self._polish(mc)
+            eri = getattr(mf, "_eri", None)
             if ok:
-                return self._pack(x, mol, mc)
-            log.append(f"{name} (max_cycle={mc.max_cycle_macro}): {why}")
+                info["path"] = name
+                info["extrapolated"] = bool(warm and x_guess is not None)
+                if warm:
+                    # smallest singular value of the active-orbital overlap with the reference
+                    # (Loewdin AO bases): ~1 along smooth MD steps, << 1 when the converged
+                    # active space changed character (e.g. pi* -> sigma*(CH) in CAS(2,2))
+                    act = slice(self.ncore, self.ncore + self.ncas)
+                    half_new, _ = _sym_powers(s_new)
+                    m = x_ref[:, act].T @ (half_new @ np.asarray(mc.mo_coeff)[:, act])
+                    info["active_overlap"] = float(np.linalg.svd(m, compute_uv=False).min())
+                    info["active_switch"] = info["active_overlap"] < self.active_overlap_min
+                    if info["active_switch"] and self.active_switch == "stop":
+                        raise ActiveSpaceSwitchError(
+                            f"SA-CASSCF({self.nelecas}e,{self.ncas}o) active space switched "
+                            f"character: active-orbital overlap with the previous step "
+                            f"{info['active_overlap']:.4f} < {self.active_overlap_min}; energies "
+                            f"{np.array2string(np.asarray(h.energies), precision=6)} -> "
+                            f"{np.array2string(np.sort(mc.e_states), precision=6)} hartree")
+                return self._pack(x, mol, mc, info, history)
+            info["attempts"].append(f"{name} (max_cycle={mc.max_cycle_macro}): {why}")
         raise ConvergenceError(
             f"SA-CASSCF({self.nelecas}e,{self.ncas}o)/{self.basis}, {self.n_states} states, did "
             f"not converge at positions (bohr) {np.array2string(x, precision=4)}; tried: "
-            + "; ".join(log))
+            + "; ".join(info["attempts"]))
 
-    def _run(self, mc, mo0, ci0):
+    def _newton(self, mc, mo, ci, info) -> tuple[bool, str]:
+        """Second-order SA-CASSCF: Newton steps on the orbitals with exact CI at every step.
+
+        Every iteration: integrals for the current orbitals, exact spin-pure CI (``_ExactCI``),
+        the coupled orbital-CI gradient and Hessian-vector product of PySCF
+        (``newton_casscf.gen_g_hop``), and a projected preconditioned conjugate-gradient solve of
+        H x = -g in which the CI directions are restricted to the spin-pure complement of the
+        averaged states. For equal weights this is the exact Hessian of the CI-relaxed SA energy
+        (rotations among the averaged states cancel pairwise), so convergence is quadratic. The
+        orbital step is capped at ``newton_max_step`` and halved (at most 3 times) when the SA
+        energy rises; negative curvature met by the CG gives up the attempt.
+
+        Converged when the SA orbital gradient is below ``conv_tol_grad`` and the estimated
+        remaining change of every *state* energy is below ``conv_tol / 3`` (state energies are
+        not stationary: they move to first order in the orbital rotation, so the estimate is the
+        last step's change scaled by |g| / |g_last|, the ratio of the next Newton step to the
+        last one), or when the gradient is already below ``conv_tol_grad / 100`` at the start.
+        On success ``mc`` holds canonicalised orbitals, exact CI vectors and the energies.
+        """
+        fs = mc.fcisolver
+        max_iter = min(self.newton_max_cycle, self.max_cycle)
+        ss = 0.5 * self.spin * (0.5 * self.spin + 1.0)
+        q = _spin_basis(self.ncas, tuple(self._nelecas), float(ss))
+        ngorb = None
+        e_prev = e_states_prev = None
+        mo_prev = x_prev = g_prev = None
+        gnorm, shrink, it = np.inf, 0, 0
+        # CI directions are projected on the spin-pure subspace, where the spin penalty of
+        # fix_spin_ vanishes: use the bare (cheaper) sigma vector in the Hessian products
+        with lib.temporary_env(fs, contract_2e=fs.base_contract_2e):
+            while True:
+                mc.mo_coeff = mo
+                eris = mc.ao2mo(mo)
+                e_tot, _, ci = mc.casci(mo, ci, eris)
+                ci = [np.asarray(c) for c in ci]
+                e_states = np.asarray(fs.e_states, float)
+                if e_prev is not None and e_tot > e_prev + 1e-10 * max(1.0, abs(e_prev)):
+                    # the step raised the SA energy: halve it from the previous orbitals
+                    shrink += 1
+                    if shrink > 3:
+                        return False, f"Newton: SA energy rises (|g_orb| {gnorm:.2e})"
+                    x_prev = 0.5 * x_prev
+                    mo = mc.rotate_mo(mo_prev, mc.update_rotate_matrix(x_prev))
+                    continue
+                shrink = 0
+                g, _, h_op, h_diag = newton_casscf.gen_g_hop(mc, mo, ci, eris)
+                if ngorb is None:
+                    ngorb = g.size - sum(c.size for c in ci)
+                gnorm = float(np.linalg.norm(g[:ngorb]))
+                if info.get("initial_gradient") is None:
+                    info["initial_gradient"] = gnorm
+                if e_states_prev is None:
+                    de = de_left = np.inf
+                else:
+                    # state energies move to first order in the rotation, and the next Newton
+                    # rotation scales like the gradient: the last step's change times
+                    # |g| / |g_last| estimates what is left
+                    de = float(np.abs(e_states - e_states_prev).max())
+                    de_left = de * gnorm / g_prev
+                # (estimate accurate to ~2x on ethylene/methaniminium; energies below ~1e-12
+                # relative are round-off)
+                e_tol = max(self.conv_tol, 1e-12 * float(np.abs(e_states).max()))
+                if gnorm < self.conv_tol_grad and (3.0 * de_left < e_tol
+                                                  or gnorm < 1e-2 * self.conv_tol_grad):
+                    mo, _, mo_energy = mc.canonicalize(mo, ci, eris, sort=False,
+                                                       cas_natorb=False, verbose=0)
+                    mc.mo_coeff, mc.ci, mc.mo_energy = mo, ci, mo_energy
+                    mc.e_tot, mc.converged = e_tot, True
+                    info["orbital_gradient"] = gnorm
+                    return True, ""
+                if it >= max_iter:
+                    return False, (f"Newton: {it} iterations, |g_orb| {gnorm:.2e}, "
+                                   f"state energy change {de:.2e}")
+                it += 1
+                info["newton_iterations"] += 1
+                x, nhop, why = self._newton_step(g, h_op, h_diag, ngorb, ci, q, gnorm)
+                info["hessian_products"] += nhop
+                if x is None:
+                    return False, f"Newton: {why} (|g_orb| {gnorm:.2e})"
+                nx = np.linalg.norm(x)
+                if nx > self.newton_max_step:
+                    x *= self.newton_max_step / nx
+                e_prev, e_states_prev, mo_prev, x_prev, g_prev = e_tot, e_states, mo, x, gnorm
+                mo = mc.rotate_mo(mo, mc.update_rotate_matrix(x))
+
+    @staticmethod
+    def _newton_step(g, h_op, h_diag, ngorb, ci, q, gnorm, max_cg=100):
+        """Projected preconditioned CG for H x = -g; returns (orbital part of x, products, why)."""
+        c = np.array([np.ravel(v) for v in ci]).T          # (n_det, N) averaged states
+        qc = q.T @ c                                       # the states lie in span(q)
+
+        def proj(v):
+            v = v.copy()
+            off = ngorb
+            for _ in ci:
+                seg = v[off:off + c.shape[0]]
+                # spin-pure complement of the averaged states: Q Q^T - C C^T
+                seg[:] = q @ (q.T @ seg) - c @ (qc.T @ (q.T @ seg))
+                off += c.shape[0]
+            return v
+
+        d = np.abs(h_diag)
+        d[d < 1e-3] = 1e-3
+        b = -proj(g)
+        b[ngorb:] = 0.0  # the CI gradient of exact roots is zero (round-off only)
+        bn = np.linalg.norm(b)
+        # inexact Newton: relative residual min(1e-2, |g|) keeps the convergence quadratic
+        # (tighter solves were tried: they cost more products than the iterations they save)
+        rtol = max(min(1e-2, gnorm), 1e-10)
+        x = np.zeros_like(b)
+        r = b.copy()
+        z = proj(r / d)
+        p = z.copy()
+        rz = r @ z
+        n = 0
+        for n in range(1, max_cg + 1):
+            hp = proj(h_op(p))
+            php = p @ hp
+            if not php > 0:
+                if n == 1:
+                    return None, n, "negative curvature along the gradient"
+                break
+            a = rz / php
+            x += a * p
+            r -= a * hp
+            if np.linalg.norm(r) < rtol * bn:
+                break
+            z = proj(r / d)
+            rz_new = r @ z
+            p = z + (rz_new / rz) * p
+            rz = rz_new
+        return x[:ngorb], n, ""
+
+    def _run(self, mc, mo0, ci0, info=None):
         """``mc.kernel`` that stops early when PySCF stalls at a converged energy with an
         orbital gradient just above ``conv_tol_grad`` (see ``_polish``)."""
-        conv_tol, gtol = self.conv_tol, self.conv_tol_grad
+        conv_tol, gtol = mc.conv_tol, mc.conv_tol_grad
 
         class _Stalled(Exception):
             pass
 
+        seen = [0]
+
         def callback(envs):
+            seen[0] = max(seen[0], int(envs.get("imacro", 0)))
             if (envs.get("imacro", 0) >= 2 and abs(envs.get("de", 1.0)) < conv_tol
                     and envs.get("norm_gorb0", 1.0) < 100 * gtol and "mo" in envs):
                 raise _Stalled(envs["mo"], envs["fcivec"])
@@ -564,6 +974,8 @@ class CasscfBackend:
             mc.converged = False
         finally:
             mc.callback = None
+            if info is not None:
+                info["macro_iterations"] += seen[0]
 
     def _orbital_gradient_norm(self, mc) -> float:
         casdm1, casdm2 = mc.fcisolver.make_rdm12(mc.ci, mc.ncas, mc.nelecas)
@@ -631,7 +1043,7 @@ class CasscfBackend:
         mc.e_tot = float(np.dot(self.weights, e + ecore))
         return ok
 
-    def _pack(self, x, mol, mc) -> ElectronicData:
+    def _pack(self, x, mol, mc, info=None, history=(None, None)) -> ElectronicData:
         e = np.asarray(mc.e_states, float)
         ci = [np.asarray(c) for c in mc.ci]
         order = np.argsort(e, kind="stable")  # a permutation of states, never a sign change
@@ -641,7 +1053,8 @@ class CasscfBackend:
             symbols=self.symbols, coords=x.reshape(-1, 3).copy(), basis=self.basis,
             charge=self.charge, spin=self.spin, ncore=self.ncore, ncas=self.ncas,
             nelecas=self._nelecas, mo_coeff=np.asarray(mc.mo_coeff).copy(), ci=ci,
-            energies=e.copy(), weights=tuple(self.weights[i] for i in order))
+            energies=e.copy(), weights=tuple(self.weights[i] for i in order),
+            info=dict(info or {}), prev_coords=history[0], prev_orbitals=history[1])
         return ElectronicData(positions=x, energies=e, handle=handle, dhdx=None)
 
     def overlap(self, a: ElectronicData, b: ElectronicData) -> np.ndarray:

@@ -95,6 +95,85 @@ def test_warm_start_equals_cold_start(backend, data0):
     np.testing.assert_allclose(np.abs(s), np.eye(2), atol=1e-6)
 
 
+def test_warm_start_default_tolerances():
+    """Package default tolerances (conv_tol 1e-8, conv_tol_grad 1e-6): warm- and cold-started
+    state energies agree to 1e-8 Ha (the Newton solver converges the state energies, which are
+    not stationary, not only the SA energy); the warm start runs no SCF."""
+    b = CasscfBackend(["Li", "H"], basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    x0 = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    d0 = b.compute(x0)
+    x = x0 + np.array([0.02, -0.01, 0.0, -0.03, 0.01, 0.06])
+    warm = b.compute(x, reference=d0)
+    cold = b.compute(x)
+    np.testing.assert_allclose(warm.energies, cold.energies, atol=1e-8)
+    assert warm.handle.info["path"] == "warm start, Newton"
+    assert warm.handle.info["scf_cycles"] == 0 and cold.handle.info["scf_cycles"] > 0
+    assert warm.handle.info["orbital_gradient"] < 1e-6
+
+
+def test_exact_ci_roots(backend, data0):
+    """Stored CI vectors are exact, spin-pure eigenvectors of the active Hamiltonian."""
+    from pyscf.fci import spin_op
+    mc = backend.rebuild(data0)
+    h1, ecore = mc.get_h1eff()
+    h2 = mc.get_h2eff()
+    for c, e in zip(data0.handle.ci, data0.energies):
+        hc = pyscf.fci.direct_spin1.contract_2e(
+            pyscf.fci.direct_spin1.absorb_h1e(h1, h2, 2, (1, 1), 0.5), c, 2, (1, 1))
+        np.testing.assert_allclose(hc, (e - ecore) * c, atol=1e-11)
+        assert abs(spin_op.spin_square0(c, 2, (1, 1))[0]) < 1e-12
+
+
+def test_exact_ci_matches_davidson():
+    """The exact small-space CI solver and PySCF's Davidson path (exact_ci_max_det=0, with
+    ``_polish``) give the same SA-CASSCF energies; a 3-orbital space checks the spin basis."""
+    kw = dict(basis="sto-3g", ncas=3, nelecas=2, n_states=3, conv_tol=1e-10, conv_tol_grad=1e-7)
+    exact = CasscfBackend(["Li", "H"], **kw).compute(X_LIH)
+    dav = CasscfBackend(["Li", "H"], exact_ci_max_det=0, **kw).compute(X_LIH)
+    assert exact.handle.info["path"].endswith("Newton")
+    assert "Newton" not in dav.handle.info["path"]
+    np.testing.assert_allclose(exact.energies, dav.energies, atol=1e-7)
+
+
+def test_transport_orbitals():
+    from qhd_aimd.electronic.pyscf_casscf import _transport_orbitals, build_mol
+    m0 = build_mol(["Li", "H"], X_LIH, "6-31g")
+    m1 = build_mol(["Li", "H"], X_LIH + 0.05, "6-31g")
+    s0, s1 = m0.intor_symmetric("int1e_ovlp"), m1.intor_symmetric("int1e_ovlp")
+    w, v = np.linalg.eigh(s0)
+    c0 = v / np.sqrt(w)  # orthonormal in s0
+    c1 = _transport_orbitals(c0, s0, s1)
+    np.testing.assert_allclose(c1.T @ s1 @ c1, np.eye(len(c0)), atol=1e-10)
+    np.testing.assert_allclose(_transport_orbitals(c0, s0, s0), c0, atol=1e-10)
+
+
+def test_newton_failure_falls_back_to_one_step(backend, data0):
+    """A Newton attempt that cannot converge hands over to PySCF's 1-step rung."""
+    b = lih()
+    calls = []
+
+    def newton_failing_once(mc, mo, ci, info):
+        calls.append(1)
+        if len(calls) == 1:
+            return False, "forced failure"
+        return CasscfBackend._newton(b, mc, mo, ci, info)
+
+    b._newton = newton_failing_once
+    x = X_LIH + np.array([0.0, 0.02, 0.0, 0.03, 0.0, -0.05])
+    d = b.compute(x, reference=data0)
+    assert d.handle.info["path"] == "warm start, 1-step"
+    assert d.handle.info["attempts"][0].startswith("warm start, Newton")
+    assert d.handle.info["macro_iterations"] > 0
+    np.testing.assert_allclose(d.energies, backend.compute(x).energies, atol=1e-9)
+
+
+def test_translation_keeps_transported_orbitals_converged(backend, data0):
+    """A rigid translation carries converged orbitals exactly (AOs move with the atoms)."""
+    d = backend.compute(X_LIH + 0.05, reference=data0)
+    assert d.handle.info["newton_iterations"] == 0
+    np.testing.assert_allclose(d.energies, data0.energies, atol=1e-10)
+
+
 def test_gradients_vs_finite_differences(backend, data0, derivs):
     grads, _ = derivs
     h = 1e-3
@@ -201,3 +280,88 @@ def test_ethylene_one_solve_vs_terms():
     rho = np.array([[0.3, 0.4 + 0.1j], [0.4 - 0.1j, 0.7]])
     f = meanfield_force(dhdx_from_derivatives(d.energies, g, c), rho)
     np.testing.assert_allclose(b.force(d, rho), f, atol=1e-7)
+
+
+def test_step_ratio():
+    from qhd_aimd.electronic.pyscf_casscf import _step_ratio
+    a = np.zeros((2, 3))
+    b = a + 0.1
+    assert _step_ratio(None, b, b + 0.1) is None
+    assert abs(_step_ratio(a, b, b + 0.1) - 1.0) < 1e-12
+    assert abs(_step_ratio(a, b, b + 0.05) - 0.5) < 1e-12
+    assert _step_ratio(a, b, b - 0.1) is None                   # reversed
+    assert _step_ratio(a, b, b + np.array([[0.1, -0.1, 0.0]] * 2)) is None  # not along the line
+
+
+def test_extrapolate_orbitals_gauge_free():
+    """The prediction depends on the orbital subspaces only: rotating/reordering/flipping the
+    previous step's core and active orbitals changes nothing; output is orthonormal; no motion
+    predicts the current subspaces."""
+    from qhd_aimd.electronic.pyscf_casscf import _extrapolate_orbitals
+    rng = np.random.default_rng(2)
+    n, nc, na = 12, 3, 2
+    xk = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    k = 0.05 * rng.standard_normal((n, n))
+    from scipy.linalg import expm
+    xprev = (expm(k - k.T) @ xk)[:, :nc + na]
+    out = _extrapolate_orbitals(xk, xprev, 1.0, nc, na)
+    np.testing.assert_allclose(out.T @ out, np.eye(n), atol=1e-12)
+    g = xprev.copy()
+    g[:, :nc] = g[:, :nc] @ np.linalg.qr(rng.standard_normal((nc, nc)))[0]
+    g[:, nc:] = g[:, nc:][:, ::-1] * np.array([-1.0, 1.0])
+    out2 = _extrapolate_orbitals(xk, g, 1.0, nc, na)
+    np.testing.assert_allclose(out2, out, atol=1e-12)
+    same = _extrapolate_orbitals(xk, xk[:, :nc + na], 1.0, nc, na)
+    for sl in (slice(0, nc), slice(nc, nc + na)):
+        np.testing.assert_allclose(same[:, sl] @ same[:, sl].T, xk[:, sl] @ xk[:, sl].T, atol=1e-12)
+    # a real prediction: the extrapolated core subspace differs from the current one
+    assert np.abs(out[:, :nc] @ out[:, :nc].T - xk[:, :nc] @ xk[:, :nc].T).max() > 1e-3
+
+
+def test_extrapolated_warm_start():
+    """Along a line, the second warm start extrapolates the orbitals: smaller initial gradient
+    than plain transport, same energies as a cold start; restart from the pickled handle (which
+    carries the history) reproduces it."""
+    kw = dict(basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    b, plain = CasscfBackend(["Li", "H"], **kw), CasscfBackend(["Li", "H"], extrapolate=False, **kw)
+    x0 = np.array([0.0, 0.0, 0.0, 0.0, 0.2, 3.0])
+    dx = np.array([0.01, 0.0, -0.02, -0.02, 0.01, 0.06])
+    d0 = b.compute(x0)
+    d1 = b.compute(x0 + dx, reference=d0)
+    assert d1.handle.prev_orbitals is not None and not d1.handle.info["extrapolated"]
+    d2 = b.compute(x0 + 2 * dx, reference=d1)
+    p2 = plain.compute(x0 + 2 * dx, reference=d1)
+    assert d2.handle.info["extrapolated"] and not p2.handle.info["extrapolated"]
+    assert d2.handle.info["initial_gradient"] < 0.2 * p2.handle.info["initial_gradient"]
+    cold = b.compute(x0 + 2 * dx)
+    np.testing.assert_allclose(d2.energies, cold.energies, atol=1e-8)
+    d2r = b.compute(x0 + 2 * dx, reference=pickle.loads(pickle.dumps(d1)))
+    np.testing.assert_allclose(d2r.energies, d2.energies, atol=1e-12)
+    assert d2r.handle.info["extrapolated"]
+
+
+def test_active_overlap_diagnostic(backend, data0):
+    d = backend.compute(X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03]), reference=data0)
+    assert 0.99 < d.handle.info["active_overlap"] <= 1.0 + 1e-12
+    assert "active_overlap" not in data0.handle.info  # cold start: no reference
+
+
+def test_active_switch_policy(data0):
+    """A step whose active orbitals overlap the reference's less than active_overlap_min is an
+    active-space switch: recorded with "continue", ActiveSpaceSwitchError with "stop"."""
+    from qhd_aimd.errors import ActiveSpaceSwitchError
+    x = X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03])
+    assert not lih().compute(x, reference=data0).handle.info["active_switch"]
+    assert lih(active_overlap_min=1.0).compute(x, reference=data0).handle.info["active_switch"]
+    with pytest.raises(ActiveSpaceSwitchError, match="active space switched"):
+        lih(active_overlap_min=1.0, active_switch="stop").compute(x, reference=data0)
+    lih(active_switch="stop").compute(x, reference=data0)  # a smooth step passes
+
+
+def test_active_switch_from_config():
+    from qhd_aimd.config import SystemSpec
+    spec = SystemSpec.model_validate({"molecule": {"xyz": "x.xyz"},
+                                      "electronic": {"basis": "sto-3g", "active_switch": "stop",
+                                                     "active_overlap_min": 0.9}})
+    b = CasscfBackend.from_config(spec, ["Li", "H"])
+    assert (b.active_switch, b.active_overlap_min) == ("stop", 0.9)
