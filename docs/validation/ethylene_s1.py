@@ -12,20 +12,26 @@ Reads DIR/trajectories.h5 only. Printed:
   sigma*(CH), gives mHa), and the final rho_11;
 * discontinuities: a single-step change of e_tot > 2 mHa (Verlet fluctuations at 0.25 fs are
   ~0.05 mHa per step) marks a jump of the SA-CASSCF solution; drift is also given up to it;
-* the swarm S1 population P1(t) = <rho_11> over the trajectories still running (and, second, over
-  each trajectory only up to its first jump), and two fits:
+* the swarm S1 population P1(t) = <rho_11> (and, with more than two states, the excited
+  population 1 - P0) over the trajectories still running (and, when there are jumps, over each
+  trajectory only up to its first jump), and two fits of each:
   P1 = exp(-t / tau) and the delayed form P1 = 1 for t < t0, exp(-(t - t0) / tau) after, the form
   used by Sellner et al. (Mol. Phys. 111, 2439 (2013)) for their S1 valence decay of 62 fs.
 """
 
 import sys
+import warnings
 
 import h5py
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
+
+warnings.simplefilter("ignore", OptimizeWarning)
+warnings.simplefilter("ignore", RuntimeWarning)  # exp overflow while bootstrap fits explore
 
 AUT_FS = 0.02418884326585747  # fs per atomic unit of time
 JUMP = 2e-3  # hartree; a single-step change of e_tot above this is a discontinuity
+N_BOOT = 400
 
 
 def main(path):
@@ -66,18 +72,24 @@ def main(path):
     for k, v in sorted(fails.items(), key=lambda kv: int(kv[0])):
         print(f"failure traj {k}: {v[:300]}")
 
-    fit(t, act.astype(float), rho, "all running trajectories")
     trunc = act & (np.arange(n_t)[:, None] < first_jump[None, :])
-    fit(t, trunc.astype(float), rho, "each trajectory up to its first energy jump")
+    for w, what in [(act, "all running trajectories"),
+                    (trunc, "each trajectory up to its first energy jump")]:
+        if what.startswith("each") and trunc.sum() == act.sum():
+            continue
+        fit(t, w.astype(float), rho[:, :, 1, 1].real, f"S1 population P1 = <rho_11>, {what}")
+        if rho.shape[-1] > 2:
+            fit(t, w.astype(float), 1.0 - rho[:, :, 0, 0].real,
+                f"excited population 1 - P0 = P1 + P2 + ..., {what}")
     print("reference: S1 valence decay 62 fs, Sellner, Barbatti, Mueller, Domcke, Lischka, "
           "Mol. Phys. 111, 2439 (2013)")
 
 
-def fit(t, w, rho, what):
+def fit(t, w, pop, what):
     n_t = len(t)
-    print(f"\n=== S1 population P1 = <rho_11>, {what}")
-    p1 = (rho[:, :, 1, 1].real * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1)
-    print("\n t fs   P1    running")
+    print(f"\n=== {what}")
+    p1 = (pop * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1)
+    print("\n t fs   P     running")
     for j in range(0, n_t, max(1, n_t // 20)):
         print(f"{t[j]:5.1f}  {p1[j]:.3f}  {int(w[j].sum())}")
     print(f"{t[-1]:5.1f}  {p1[-1]:.3f}  {int(w[-1].sum())}")
@@ -89,6 +101,25 @@ def fit(t, w, rho, what):
     print(f"\nfit exp(-t/tau): tau = {tau1:.1f} +- {np.sqrt(c1[0, 0]):.1f} fs")
     print(f"fit delayed exp: t0 = {t0:.1f} fs, tau = {tau2:.1f} +- {np.sqrt(c2[1, 1]):.1f} fs "
           f"(t0 + tau = {t0 + tau2:.1f} fs)")
+    # sampling uncertainty: refit on swarms resampled from the trajectories (bootstrap)
+    rng = np.random.default_rng(0)
+    taus, taus_d = [], []
+    n_traj = w.shape[1]
+    for _ in range(N_BOOT):
+        k = rng.integers(0, n_traj, n_traj)
+        wb = w[:, k]
+        pb = (pop[:, k] * wb).sum(axis=1) / np.maximum(wb.sum(axis=1), 1)
+        okb = wb.sum(axis=1) > 0
+        try:
+            taus.append(curve_fit(lambda x, tau: np.exp(-x / tau), t[okb], pb[okb], p0=[50.0])[0][0])
+            taus_d.append(curve_fit(lambda x, t0, tau: np.where(x < t0, 1.0, np.exp(-(x - t0) / tau)),
+                                    t[okb], pb[okb], p0=[t0, tau2])[0][1])
+        except RuntimeError:
+            continue
+    lo, hi = np.percentile(taus, [16, 84])
+    lo_d, hi_d = np.percentile(taus_d, [16, 84])
+    print(f"bootstrap over trajectories ({len(taus)} resamples), 16-84 % range: tau {lo:.0f}-{hi:.0f} fs "
+          f"(simple), {lo_d:.0f}-{hi_d:.0f} fs (delayed)")
 
 
 if __name__ == "__main__":

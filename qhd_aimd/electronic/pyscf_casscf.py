@@ -592,8 +592,9 @@ class CasscfBackend:
         in ethylene CAS(2,2), where the old solution ceases to exist): "continue" records it in
         ``handle.info["active_switch"]``, "stop" raises ``ActiveSpaceSwitchError`` (the
         trajectory is then stopped and listed as failed)
-    active_overlap_min : float, threshold of the switch test (normal MD steps of 0.25-0.5 fs:
-        > 0.999 on ethylene; switches seen: 0.86-0.95)
+    active_overlap_min : float, threshold of the switch test (ethylene SA2-CAS(2,2), 0.25 fs
+        steps: >= 0.996 on smooth steps, 0.97-0.99 just before a switch, 0.64-0.96 at switches;
+        docs/validation/ethylene_s1.md)
     """
 
     symbols: Sequence[str]
@@ -735,7 +736,7 @@ class CasscfBackend:
             h = reference.handle
             s_new = mol.intor_symmetric("int1e_ovlp")
             half_ref, _ = _sym_powers(h.mol().intor_symmetric("int1e_ovlp"))
-            _, mhalf_new = _sym_powers(s_new)
+            half_new, mhalf_new = _sym_powers(s_new)
             x_ref = half_ref @ h.mo_coeff  # orthonormal, Loewdin-orthogonalised AO basis
             nocc = self.ncore + self.ncas
             history = (h.coords.copy(), x_ref[:, :nocc].copy())
@@ -799,7 +800,6 @@ class CasscfBackend:
                     # (Loewdin AO bases): ~1 along smooth MD steps, << 1 when the converged
                     # active space changed character (e.g. pi* -> sigma*(CH) in CAS(2,2))
                     act = slice(self.ncore, self.ncore + self.ncas)
-                    half_new, _ = _sym_powers(s_new)
                     m = x_ref[:, act].T @ (half_new @ np.asarray(mc.mo_coeff)[:, act])
                     info["active_overlap"] = float(np.linalg.svd(m, compute_uv=False).min())
                     info["active_switch"] = info["active_overlap"] < self.active_overlap_min
