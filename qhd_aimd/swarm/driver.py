@@ -15,7 +15,7 @@ from qhd_aimd import __version__
 from qhd_aimd.config import StudyConfig, config_to_yaml
 from qhd_aimd.dynamics.integrator import Propagator, Swarm
 from qhd_aimd.electronic import make_backend
-from qhd_aimd.errors import QhdError
+from qhd_aimd.errors import ConfigError, QhdError
 from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_frame
 from qhd_aimd.swarm.comm import get_comm, local_ids
 
@@ -64,6 +64,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     With ``restart`` the run continues from ``out_dir/run/checkpoint.pkl`` when present (and
     starts from scratch when absent); without it an existing checkpoint is an error.
     """
+    el = cfg.system.electronic
+    if cfg.system.molecule is not None and el is not None and el.density_fit:
+        raise ConfigError("system.electronic.density_fit: true gives energies and overlaps only: "
+                          "analytic SA-CASSCF forces with density fitting are not implemented, so "
+                          "dynamics needs density_fit: false (prepare accepts it)")
     out = Path(out_dir)
     comm = get_comm()
     if comm.rank == 0:

@@ -61,3 +61,21 @@ def test_failed_trajectory_is_frozen_and_recorded(tmp_path, failing_backend, met
         assert {int(k): v for k, v in f["failures"].attrs.items()} == failures
     # populations average over active trajectories only and stay normalised
     assert np.allclose(obs["populations"].sum(axis=1), 1.0)
+
+
+def test_density_fitted_molecule_is_refused_before_any_work(tmp_path):
+    """density_fit has no analytic forces: run must say so at once, not after prepare."""
+    from pathlib import Path
+
+    from qhd_aimd.errors import ConfigError
+
+    xyz = str(Path(__file__).resolve().parents[2] / "config" / "molecules" / "lih.xyz")
+    cfg = parse_config({
+        "system": {"molecule": {"xyz": xyz, "charge": 0, "spin": 0},
+                   "electronic": {"method": "sa-casscf", "basis": "sto-3g", "active_space": [2, 2],
+                                  "n_states": 2, "density_fit": True}},
+        "initial": {"sampling": "wigner", "temperature_K": 0, "n_trajectories": 2, "state": 1},
+        "method": "ehrenfest", "dynamics": {"dt_fs": 0.25, "t_final_fs": 1.0}})
+    with pytest.raises(ConfigError, match="density_fit"):
+        run_study(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
