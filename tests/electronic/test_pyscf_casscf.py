@@ -136,15 +136,16 @@ def test_exact_ci_matches_davidson():
 
 
 def test_transport_orbitals():
-    from qhd_aimd.electronic.pyscf_casscf import _transport_orbitals, build_mol
+    from qhd_aimd.electronic.pyscf_casscf import _sym_powers, _transport_orbitals, build_mol
     m0 = build_mol(["Li", "H"], X_LIH, "6-31g")
     m1 = build_mol(["Li", "H"], X_LIH + 0.05, "6-31g")
     s0, s1 = m0.intor_symmetric("int1e_ovlp"), m1.intor_symmetric("int1e_ovlp")
     w, v = np.linalg.eigh(s0)
     c0 = v / np.sqrt(w)  # orthonormal in s0
-    c1 = _transport_orbitals(c0, s0, s1)
+    half0, mhalf0 = _sym_powers(s0)
+    c1 = _transport_orbitals(half0 @ c0, _sym_powers(s1)[1], s1)
     np.testing.assert_allclose(c1.T @ s1 @ c1, np.eye(len(c0)), atol=1e-10)
-    np.testing.assert_allclose(_transport_orbitals(c0, s0, s0), c0, atol=1e-10)
+    np.testing.assert_allclose(_transport_orbitals(half0 @ c0, mhalf0, s0), c0, atol=1e-10)
 
 
 def test_newton_failure_falls_back_to_one_step(backend, data0):
