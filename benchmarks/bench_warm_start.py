@@ -105,8 +105,8 @@ def main():
     if quick:
         rep.note("--quick: ethylene and methaniminium skipped")
     else:
-        run(rep, "ethylene", 6)
-        run(rep, "methaniminium", 6)
+        run(rep, "ethylene", 11)
+        run(rep, "methaniminium", 11)
         # the production step of config/studies/ethylene_s1*.yaml: 0.25 fs = 10.34 au
         run(rep, "ethylene", 11, dt=10.34)
         run(rep, "methaniminium", 11, dt=10.34)

@@ -283,15 +283,29 @@ def test_ethylene_one_solve_vs_terms():
     np.testing.assert_allclose(b.force(d, rho), f, atol=1e-7)
 
 
-def test_step_ratio():
-    from qhd_aimd.electronic.pyscf_casscf import _step_ratio
-    a = np.zeros((2, 3))
-    b = a + 0.1
-    assert _step_ratio(None, b, b + 0.1) is None
-    assert abs(_step_ratio(a, b, b + 0.1) - 1.0) < 1e-12
-    assert abs(_step_ratio(a, b, b + 0.05) - 0.5) < 1e-12
-    assert _step_ratio(a, b, b - 0.1) is None                   # reversed
-    assert _step_ratio(a, b, b + np.array([[0.1, -0.1, 0.0]] * 2)) is None  # not along the line
+def test_extrapolation_weights():
+    """Lagrange weights in arc length: exact for polynomials of the order used; the order drops
+    to the run of recent steps that continue one another, None without any."""
+    from qhd_aimd.electronic.pyscf_casscf import _extrapolation_weights
+    d = np.array([0.03, -0.01, 0.02])
+    line = [k * d for k in range(4)]  # steps k-3 ... k, then k+1 = 4 d
+    hist = np.array(line[2::-1])      # k-1, k-2, k-3 (newest first)
+    assert _extrapolation_weights(line[3], None, 4 * d, 3) is None
+    assert _extrapolation_weights(line[3], hist, 4 * d, 0) is None
+    np.testing.assert_allclose(_extrapolation_weights(line[3], hist, 4 * d, 1), [2, -1])
+    np.testing.assert_allclose(_extrapolation_weights(line[3], hist, 4 * d, 3), [4, -6, 4, -1])
+    np.testing.assert_allclose(_extrapolation_weights(line[3], hist, 3.5 * d, 1), [1.5, -0.5])
+    # unequal steps: weights reproduce any cubic of the path parameter
+    s = np.array([0.0, -1.0, -2.2, -3.1])
+    x = s[:, None] * d
+    w = _extrapolation_weights(x[0], x[1:], 0.7 * d, 3)
+    for p in range(4):
+        assert abs(w @ s**p - 0.7**p) < 1e-12
+    # a reversed step ends the run; a reversal further back lowers the order
+    assert _extrapolation_weights(line[3], hist, 2 * d, 3) is None
+    bent = hist.copy()
+    bent[2] = line[2] + d
+    assert len(_extrapolation_weights(line[3], bent, 4 * d, 3)) == 3
 
 
 def test_extrapolate_orbitals_gauge_free():
@@ -305,14 +319,14 @@ def test_extrapolate_orbitals_gauge_free():
     k = 0.05 * rng.standard_normal((n, n))
     from scipy.linalg import expm
     xprev = (expm(k - k.T) @ xk)[:, :nc + na]
-    out = _extrapolate_orbitals(xk, xprev, 1.0, nc, na)
+    out = _extrapolate_orbitals(xk, [xprev], [2.0, -1.0], nc, na)
     np.testing.assert_allclose(out.T @ out, np.eye(n), atol=1e-12)
     g = xprev.copy()
     g[:, :nc] = g[:, :nc] @ np.linalg.qr(rng.standard_normal((nc, nc)))[0]
     g[:, nc:] = g[:, nc:][:, ::-1] * np.array([-1.0, 1.0])
-    out2 = _extrapolate_orbitals(xk, g, 1.0, nc, na)
+    out2 = _extrapolate_orbitals(xk, [g], [2.0, -1.0], nc, na)
     np.testing.assert_allclose(out2, out, atol=1e-12)
-    same = _extrapolate_orbitals(xk, xk[:, :nc + na], 1.0, nc, na)
+    same = _extrapolate_orbitals(xk, [xk[:, :nc + na]], [2.0, -1.0], nc, na)
     for sl in (slice(0, nc), slice(nc, nc + na)):
         np.testing.assert_allclose(same[:, sl] @ same[:, sl].T, xk[:, sl] @ xk[:, sl].T, atol=1e-12)
     # a real prediction: the extrapolated core subspace differs from the current one
@@ -324,7 +338,7 @@ def test_extrapolated_warm_start():
     than plain transport, same energies as a cold start; restart from the pickled handle (which
     carries the history) reproduces it."""
     kw = dict(basis="6-31g", ncas=2, nelecas=2, n_states=2)
-    b, plain = CasscfBackend(["Li", "H"], **kw), CasscfBackend(["Li", "H"], extrapolate=False, **kw)
+    b, plain = CasscfBackend(["Li", "H"], **kw), CasscfBackend(["Li", "H"], extrapolation_order=0, **kw)
     x0 = np.array([0.0, 0.0, 0.0, 0.0, 0.2, 3.0])
     dx = np.array([0.01, 0.0, -0.02, -0.02, 0.01, 0.06])
     d0 = b.compute(x0)
@@ -339,6 +353,29 @@ def test_extrapolated_warm_start():
     d2r = b.compute(x0 + 2 * dx, reference=pickle.loads(pickle.dumps(d1)))
     np.testing.assert_allclose(d2r.energies, d2.energies, atol=1e-12)
     assert d2r.handle.info["extrapolated"]
+
+
+def test_higher_order_extrapolation():
+    """Along a curved path the extrapolation order rises with the history (1, 2, 3) and the
+    cubic guess starts closer to the solution than the linear one from the same reference."""
+    kw = dict(basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    cubic, linear = (CasscfBackend(["Li", "H"], extrapolation_order=n, **kw) for n in (3, 1))
+    dx = np.array([0.01, 0.0, -0.02, -0.02, 0.01, 0.06])
+    q = np.array([0.0, 0.002, 0.001, 0.0, -0.001, 0.004])
+
+    def x(k):
+        return np.array([0.0, 0.0, 0.0, 0.0, 0.2, 3.0]) + k * dx + k**2 * q
+
+    d = cubic.compute(x(0))
+    for k in range(1, 4):
+        d = cubic.compute(x(k), reference=d)
+        assert d.handle.info["extrapolated"] == k - 1
+        assert len(d.handle.prev_orbitals) == min(k, 3)
+    d4, l4 = cubic.compute(x(4), reference=d), linear.compute(x(4), reference=d)
+    assert d4.handle.info["extrapolated"] == 3 and l4.handle.info["extrapolated"] == 1
+    assert len(l4.handle.prev_orbitals) == 1
+    assert d4.handle.info["initial_gradient"] < 0.3 * l4.handle.info["initial_gradient"]
+    np.testing.assert_allclose(d4.energies, l4.energies, atol=1e-8)
 
 
 def test_active_overlap_diagnostic(backend, data0):
