@@ -594,25 +594,122 @@ class _RhoLagrangian(sacasscf_grad.Gradients):
 
 # --------------------------------------------------------------------------------------------
 # backend
-def _state_energy_error(mc, mo, ci, eris, g_orb, h_diag_orb) -> float:
+def _state_orbital_gradients(mc, mo, ci, eris) -> np.ndarray:
+    """(N, n_orb_param) packed orbital gradients of the individual state energies E_I in the
+    orbitals ``mo`` (the SA gradient is their weighted sum), from the integrals ``eris`` of
+    ``mc.ao2mo(mo)``. The gradient part of PySCF's ``mc1step.gen_g_hop`` per state (its
+    Hessian intermediates, ~5x the cost, are not built), g_pq = F_pq - F_qp with the
+    generalised Fock matrix F of the state's RDMs, times 2: the normalisation of
+    ``newton_casscf.gen_g_hop`` (whose Hessian ``_newton`` uses; ``mc.get_grad`` is half).
+    """
+    ncore, ncas = mc.ncore, mc.ncas
+    nocc = ncore + ncas
+    h1e_mo = mo.T @ mc.get_hcore() @ mo
+    ppaa, papa = eris.ppaa, eris.papa  # (p q|u v) as [p, q, u, v]; (p u|q v) as [p, u, q, v]
+    out = []
+    for c in ci:
+        dm1, dm2 = direct_spin1.make_rdm12(c, ncas, mc.nelecas)
+        vhf_a = (np.einsum("pquv,uv->pq", ppaa, dm1)
+                 - 0.5 * np.einsum("puqv,uv->pq", papa, dm1))
+        g = np.zeros_like(h1e_mo)
+        g[:, :ncore] = 2.0 * (h1e_mo + eris.vhf_c + vhf_a)[:, :ncore]
+        g[:, ncore:nocc] = ((h1e_mo + eris.vhf_c)[:, ncore:nocc] @ dm1
+                            + np.einsum("puwx,wxuv->pv", ppaa[:, ncore:nocc], dm2))
+        out.append(mc.pack_uniq_var(g - g.T))
+    return 2.0 * np.array(out)
+
+
+def _state_energy_error(g_states, weights, h_diag_orb) -> float:
     """Estimated largest error (hartree) of the individual state energies of a nearly converged
-    SA-CASSCF, max_I ||D^{-1/2} g_I|| ||D^{-1/2} g||.
+    SA-CASSCF, max_I ||D^{-1/2} g_I|| ||D^{-1/2} g||, g = sum_I w_I g_I the SA gradient.
 
     A state energy E_I is not stationary in the SA orbitals: with the remaining Newton rotation
-    kappa ~ -H^{-1} g it changes by g_I . kappa, g_I the orbital gradient of E_I alone (its own
-    RDMs; the CI vectors are exact eigenvectors, so their response does not enter at first
-    order). The Cauchy-Schwarz bound with the diagonal D = |diag H| (floored at 1e-3) in place
-    of H cannot cancel by sign; on ethylene and methaniminium the true error was 0.5-2x this
+    kappa ~ -H^{-1} g it changes by g_I . kappa, g_I the orbital gradient of E_I alone
+    (``_state_orbital_gradients``; the CI vectors are exact eigenvectors, so their response
+    does not enter at first order). The Cauchy-Schwarz bound with the diagonal D = |diag H|
+    (floored at 1e-3; it may be the previous iteration's, it changes little) in place of H
+    cannot cancel by sign; on ethylene and methaniminium the true error was 0.5-2x this
     estimate (vs a reference converged to 1e-12 Ha), hence the factor 3 margin of the caller.
     """
     d = np.abs(h_diag_orb)
     d[d < 1e-3] = 1e-3
-    gs = np.linalg.norm(g_orb / np.sqrt(d))
-    worst = 0.0
-    for c in ci:
-        gi = mc.get_grad(mo, direct_spin1.make_rdm12(c, mc.ncas, mc.nelecas), eris)
-        worst = max(worst, float(np.linalg.norm(gi / np.sqrt(d))) * gs)
-    return worst
+    scaled = g_states / np.sqrt(d)
+    return float(np.linalg.norm(scaled, axis=1).max() * np.linalg.norm(weights @ scaled))
+
+
+class _DerivativeIntegrals:
+    """The AO derivative integrals (nabla_x i j|k l) of one geometry, computed once and shared
+    by every part of one analytic-gradient evaluation.
+
+    PySCF's SA-CASSCF gradient (``grad.casscf.grad_elec``, ``grad.sacasscf.Lorb_dot_dgorb_dx``,
+    ``Lci_dot_dgci_dx``) evaluates the same ``int2e_ip1`` integrals three times, block by
+    atom, and three integral-direct derivative J/K builds (``grad.rhf.get_jk``); for ethylene
+    6-31G* that is ~80 % of the force. Inside ``with _DerivativeIntegrals(mol, max_mb)`` the
+    full (3, nao, nao, nao(nao+1)/2) tensor is computed on first use, ``mol.intor`` serves the
+    per-atom ``int2e_ip1`` blocks from it, and ``grad.rhf.get_jk`` for this ``mol`` contracts
+    it (J = ((-nabla i) j|kl) D_lk, K = ((-nabla i) j|kl) D_jk, PySCF's convention). Results
+    equal PySCF's to round-off (tested). Used only when the tensor fits in ``max_mb``
+    megabytes; otherwise (and for any other molecule or integral) PySCF's own path runs.
+    """
+
+    def __init__(self, mol, max_mb: float):
+        self.mol = mol
+        nao = mol.nao_nr()
+        self.enabled = 3 * nao * nao * nao * (nao + 1) / 2 * 8 / 1e6 <= max_mb
+        self._eri1 = None
+
+    def eri1(self):
+        if self._eri1 is None:
+            self._eri1 = self._intor0("int2e_ip1", comp=3, aosym="s2kl")
+        return self._eri1
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from pyscf.grad import rhf as rhf_grad
+        self._rhf_grad, self._get_jk0 = rhf_grad, rhf_grad.get_jk
+        self._intor0 = self.mol.intor
+        self.mol.intor = self._intor
+        rhf_grad.get_jk = self._get_jk
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._rhf_grad.get_jk = self._get_jk0
+            del self.mol.intor  # the instance attribute; the class method shows again
+        return False
+
+    def _intor(self, intor, comp=None, hermi=0, aosym="s1", out=None, shls_slice=None,
+               grids=None):
+        nbas = self.mol.nbas
+        if (intor == "int2e_ip1" and comp == 3 and aosym == "s2kl" and out is None
+                and shls_slice is not None and tuple(shls_slice[2:]) == (0, nbas) * 3):
+            loc = self.mol.ao_loc_nr()
+            return self.eri1()[:, loc[shls_slice[0]]:loc[shls_slice[1]]].copy()
+        return self._intor0(intor, comp=comp, hermi=hermi, aosym=aosym, out=out,
+                            shls_slice=shls_slice, grids=grids)
+
+    def _get_jk(self, mol, dm):
+        if mol is not self.mol:
+            return self._get_jk0(mol, dm)
+        dms = np.asarray(dm)
+        single = dms.ndim == 2
+        dms = dms.reshape(-1, mol.nao_nr(), mol.nao_nr())
+        eri1 = self.eri1()
+        nao = dms.shape[-1]
+        vj = np.empty((len(dms), 3, nao, nao))
+        vk = np.empty((len(dms), 3, nao, nao))
+        for n, d in enumerate(dms):
+            dsym = d + d.T
+            dsym[np.diag_indices(nao)] *= 0.5
+            vj[n] = -np.einsum("xijp,p->xij", eri1, lib.pack_tril(dsym))
+        for i0 in range(0, nao, 8):  # K needs the (k, l) pair unpacked: a few rows at a time
+            blk = lib.unpack_tril(eri1[:, i0:i0 + 8].reshape(-1, eri1.shape[-1]))
+            blk = blk.reshape(3, -1, nao, nao, nao)
+            vk[:, :, i0:i0 + 8] = -np.einsum("xijkl,njk->nxil", blk, dms)
+        if single:
+            return vj[0], vk[0]
+        return vj, vk
 
 
 # --------------------------------------------------------------------------------------------
@@ -644,6 +741,10 @@ class CasscfBackend:
     extrapolation_order : int, warm starts extrapolate the orbital subspaces from the reference
         and up to this many of its predecessors (``CasscfHandle.prev_orbitals``) by a polynomial
         in the path's arc length (3: cubic; 0: no extrapolation, orbitals only transported)
+    derivative_integrals_max_mb : float, forces and derivatives compute the AO derivative
+        integrals once and share them between PySCF's gradient terms when they fit in this
+        many megabytes (``_DerivativeIntegrals``; 3 nao^3 (nao+1) / 2 doubles: 21 MB for
+        ethylene 6-31G*, 1 GB at nao ~ 95); above, PySCF's integral-direct path (0: always)
     active_switch : "continue" | "stop", warm starts whose converged active orbitals overlap the
         reference's by less than ``active_overlap_min`` (smallest singular value) are an
         active-space switch, a discontinuity of the SA-CASSCF potential (e.g. pi* -> sigma*(CH)
@@ -676,6 +777,7 @@ class CasscfBackend:
     newton_max_cycle: int = 12
     newton_max_step: float = 0.3
     extrapolation_order: int = 3
+    derivative_integrals_max_mb: float = 1000.0
     active_switch: str = "continue"
     active_overlap_min: float = 0.98
     masses: np.ndarray = field(init=False, repr=False)
@@ -744,6 +846,10 @@ class CasscfBackend:
         mf.verbose = 0
         if self.density_fit:
             mf = mf.density_fit()
+        # one-electron Hamiltonian computed once per geometry (PySCF's CASSCF asks for it at
+        # every CASCI, gradient and canonicalisation)
+        hcore = mf.get_hcore(mol)
+        mf.get_hcore = lambda *args, **kwargs: hcore
         return mf
 
     @property
@@ -899,8 +1005,8 @@ class CasscfBackend:
         max_iter = min(self.newton_max_cycle, self.max_cycle)
         ss = 0.5 * self.spin * (0.5 * self.spin + 1.0)
         q = _spin_basis(self.ncas, tuple(self._nelecas), float(ss))
-        ngorb = None
-        e_prev = mo_prev = x_prev = None
+        weights = np.asarray(self.weights, float)
+        e_prev = mo_prev = x_prev = h_diag = None
         de_left = np.inf
         gnorm, shrink, it = np.inf, 0, 0
         # CI directions are projected on the spin-pure subspace, where the spin penalty of
@@ -921,16 +1027,20 @@ class CasscfBackend:
                     mo = mc.rotate_mo(mo_prev, mc.update_rotate_matrix(x_prev))
                     continue
                 shrink = 0
-                g, _, h_op, h_diag = newton_casscf.gen_g_hop(mc, mo, ci, eris)
-                if ngorb is None:
-                    ngorb = g.size - sum(c.size for c in ci)
-                gnorm = float(np.linalg.norm(g[:ngorb]))
+                # gradients first; the Hessian operator (5x the cost) only if a step follows
+                g_states = _state_orbital_gradients(mc, mo, ci, eris)
+                ngorb = g_states.shape[1]
+                gnorm = float(np.linalg.norm(weights @ g_states))
                 if info.get("initial_gradient") is None:
                     info["initial_gradient"] = gnorm
+                have_hop = False
+                if gnorm < self.conv_tol_grad and h_diag is None:
+                    g, _, h_op, h_diag = newton_casscf.gen_g_hop(mc, mo, ci, eris)
+                    have_hop = True
                 # (energies below ~1e-12 relative are round-off)
                 e_tol = max(self.conv_tol, 1e-12 * float(np.abs(e_states).max()))
                 if gnorm < self.conv_tol_grad:
-                    de_left = _state_energy_error(mc, mo, ci, eris, g[:ngorb], h_diag[:ngorb])
+                    de_left = _state_energy_error(g_states, weights, h_diag[:ngorb])
                 if gnorm < self.conv_tol_grad and 3.0 * de_left < e_tol:
                     mo, _, mo_energy = mc.canonicalize(mo, ci, eris, sort=False,
                                                        cas_natorb=False, verbose=0)
@@ -941,6 +1051,8 @@ class CasscfBackend:
                 if it >= max_iter:
                     return False, (f"Newton: {it} iterations, |g_orb| {gnorm:.2e}, "
                                    f"state energy error {de_left:.2e}")
+                if not have_hop:
+                    g, _, h_op, h_diag = newton_casscf.gen_g_hop(mc, mo, ci, eris)
                 it += 1
                 info["newton_iterations"] += 1
                 x, nhop, why = self._newton_step(g, h_op, h_diag, ngorb, ci, q, gnorm,
@@ -1171,18 +1283,19 @@ class CasscfBackend:
         grads = np.zeros((n, d))
         couplings = np.zeros((n, n, d))
         g = self._tune(mc.nuc_grad_method())
-        for i in range(n):
-            grads[i] = g.kernel(state=i).ravel()
-            self._check_lagrange(g, f"the gradient of state {i}")
         nac = self._tune(mc.nac_method())
-        for i in range(n):
-            for j in range(i + 1, n):
-                # PySCF returns <u_i|d u_j> for state=(i, j) (its docstring says the opposite;
-                # tests check this against finite differences of the state overlaps)
-                v = nac.kernel(state=(i, j), use_etfs=False).ravel()
-                self._check_lagrange(nac, f"the coupling {i}-{j}")
-                couplings[i, j] = v
-                couplings[j, i] = -v
+        with _DerivativeIntegrals(mc.mol, self.derivative_integrals_max_mb):
+            for i in range(n):
+                grads[i] = g.kernel(state=i).ravel()
+                self._check_lagrange(g, f"the gradient of state {i}")
+            for i in range(n):
+                for j in range(i + 1, n):
+                    # PySCF returns <u_i|d u_j> for state=(i, j) (its docstring says the
+                    # opposite; tests check this against finite differences of the overlaps)
+                    v = nac.kernel(state=(i, j), use_etfs=False).ravel()
+                    self._check_lagrange(nac, f"the coupling {i}-{j}")
+                    couplings[i, j] = v
+                    couplings[j, i] = -v
         return grads, couplings
 
     def dhdx(self, data: ElectronicData) -> np.ndarray:
@@ -1211,6 +1324,7 @@ class CasscfBackend:
             raise ValueError(f"rho must have positive trace, got {tr}")
         mc = self.rebuild(data)
         lag = self._tune(_RhoLagrangian(mc, r / tr))
-        de = lag.kernel(state=0)
+        with _DerivativeIntegrals(mc.mol, self.derivative_integrals_max_mb):
+            de = lag.kernel(state=0)
         self._check_lagrange(lag, "the rho-weighted force")
         return -tr * np.asarray(de).ravel()

@@ -403,3 +403,73 @@ def test_active_switch_from_config():
                                                      "active_overlap_min": 0.9}})
     b = CasscfBackend.from_config(spec, ["Li", "H"])
     assert (b.active_switch, b.active_overlap_min) == ("stop", 0.9)
+
+
+def test_state_orbital_gradients_match_pyscf():
+    """Per-state orbital gradients (lean generalised-Fock formula) equal PySCF's: each one
+    2x ``mc.get_grad`` with that state's RDMs, their weighted sum the orbital part of
+    ``newton_casscf.gen_g_hop``, at orbitals away from convergence."""
+    from pyscf.fci import direct_spin1
+    from pyscf.mcscf import newton_casscf
+    from scipy.linalg import expm
+    from qhd_aimd.electronic.pyscf_casscf import _state_orbital_gradients
+    b = CasscfBackend(["Li", "H"], basis="6-31g", ncas=3, nelecas=2, n_states=3)
+    d = b.compute(X_LIH)
+    mol = d.handle.mol()
+    mc = b._mc(b._mf(mol))
+    k = 0.02 * np.random.default_rng(4).standard_normal((mol.nao, mol.nao))
+    mo = mc.mo_coeff = d.handle.mo_coeff @ expm(k - k.T)
+    eris = mc.ao2mo(mo)
+    _, _, ci = mc.casci(mo, list(d.handle.ci), eris)
+    gs = _state_orbital_gradients(mc, mo, ci, eris)
+    g = newton_casscf.gen_g_hop(mc, mo, ci, eris)[0][:gs.shape[1]]
+    assert np.abs(g).max() > 1e-2  # a real gradient
+    np.testing.assert_allclose(np.asarray(b.weights) @ gs, g, atol=1e-12)
+    for c, gi in zip(ci, gs):
+        ref = mc.get_grad(mo, direct_spin1.make_rdm12(c, mc.ncas, mc.nelecas), eris)
+        np.testing.assert_allclose(gi, 2 * ref, atol=1e-12)
+
+
+def test_shared_derivative_integrals_match_pyscf():
+    """Derivative J/K and int2e_ip1 blocks served from the shared tensor equal PySCF's
+    integral-direct / per-block ones (random non-symmetric densities); everything is restored
+    on exit, also after an exception."""
+    from pyscf import gto
+    from pyscf.grad import rhf as rhf_grad
+    from qhd_aimd.electronic.pyscf_casscf import _DerivativeIntegrals
+    mol = gto.M(atom="O 0 0 0; H 0 0.76 0.59; H 0.1 -0.76 0.55", basis="6-31g", verbose=0)
+    dms = np.random.default_rng(5).standard_normal((2, mol.nao, mol.nao))
+    sl = (1, 4, 0, mol.nbas, 0, mol.nbas, 0, mol.nbas)
+    ref = rhf_grad.get_jk(mol, dms), rhf_grad.get_jk(mol, dms[0])
+    ref_blk = mol.intor("int2e_ip1", comp=3, aosym="s2kl", shls_slice=sl)
+    get_jk0 = rhf_grad.get_jk
+    with _DerivativeIntegrals(mol, 100.0):
+        assert rhf_grad.get_jk is not get_jk0
+        got = rhf_grad.get_jk(mol, dms), rhf_grad.get_jk(mol, dms[0])
+        blk = mol.intor("int2e_ip1", comp=3, aosym="s2kl", shls_slice=sl)
+    for r, g in zip(ref, got):  # (J, K) for a stack of densities, then for a single one
+        for a, b in zip(r, g):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(b, a, atol=1e-12)
+    assert np.abs(ref[0][0]).max() > 0.1
+    np.testing.assert_array_equal(blk, ref_blk)
+    assert rhf_grad.get_jk is get_jk0 and "intor" not in mol.__dict__
+    with pytest.raises(RuntimeError):
+        with _DerivativeIntegrals(mol, 100.0):
+            raise RuntimeError("boom")
+    assert rhf_grad.get_jk is get_jk0 and "intor" not in mol.__dict__
+    with _DerivativeIntegrals(mol, 0.0) as off:  # does not fit: PySCF's own path
+        assert not off.enabled and rhf_grad.get_jk is get_jk0
+
+
+def test_force_with_shared_derivative_integrals():
+    """Forces and term-by-term derivatives with the shared derivative integrals equal those of
+    PySCF's own integral path."""
+    kw = dict(basis="6-31g", ncas=3, nelecas=2, n_states=3)
+    shared, direct = CasscfBackend(["Li", "H"], **kw), CasscfBackend(
+        ["Li", "H"], derivative_integrals_max_mb=0.0, **kw)
+    d = shared.compute(X_LIH)
+    rho = np.array([[0.5, 0.2 + 0.1j, 0.1], [0.2 - 0.1j, 0.3, 0.05j], [0.1, -0.05j, 0.2]])
+    np.testing.assert_allclose(shared.force(d, rho), direct.force(d, rho), atol=1e-10)
+    for a, b in zip(shared.derivatives(d), direct.derivatives(d)):
+        np.testing.assert_allclose(a, b, atol=1e-10)
