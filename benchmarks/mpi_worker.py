@@ -81,7 +81,8 @@ def payload(kind, ids):
             d, n = 1, 2
             el = ElectronicData(rng.standard_normal(d), np.sort(rng.standard_normal(n)),
                                 rng.standard_normal((n, n)), rng.standard_normal((d, n, n)).astype(complex))
-        else:  # SA-CASSCF handle sized like C2H4 SA2-CAS(2,2)/6-31G* (38 AOs, 2 states)
+        else:  # SA-CASSCF handle sized like C2H4 SA2-CAS(2,2)/6-31G* (38 AOs, 2 states), as
+            # exchanged (``for_overlaps``: core + active orbitals only)
             from qhd_aimd.electronic.pyscf_casscf import CasscfHandle
 
             syms = ("C", "C", "H", "H", "H", "H")
@@ -91,7 +92,7 @@ def payload(kind, ids):
                              mo_coeff=rng.standard_normal((nao, nao)),
                              ci=tuple(rng.standard_normal((2, 2)) for _ in range(n)),
                              energies=np.sort(rng.standard_normal(n)), weights=(0.5, 0.5))
-            el = ElectronicData(rng.standard_normal(d), h.energies, h, None)
+            el = ElectronicData(rng.standard_normal(d), h.energies, h, None).for_overlaps()
         rho = np.eye(n, dtype=complex) / n
         out[int(t)] = (el.positions, rho, el, True)
     return out

@@ -204,8 +204,10 @@ class Propagator:
             s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
 
     def gather(self, s: Swarm) -> dict:
-        """{trajectory id: (position, rho, electronic data, active)} over all ranks."""
-        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i], bool(s.active[i])) for i, t in enumerate(s.ids)}
+        """{trajectory id: (position, rho, electronic data, active)} over all ranks; the
+        electronic data reduced to what overlaps need (``ElectronicData.for_overlaps``)."""
+        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i].for_overlaps(), bool(s.active[i]))
+                for i, t in enumerate(s.ids)}
         out = {}
         for part in self.comm.allgather(mine):
             out.update(part)

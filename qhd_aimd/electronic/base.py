@@ -17,7 +17,7 @@ Conventions (atomic units):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,7 +33,8 @@ class ElectronicData:
     energies : (N,) float, hartree (ascending adiabatic energies)
     handle : opaque wavefunction object understood only by the backend that made it
         (eigenvectors for models, orbitals + CI vectors for PySCF); used for overlaps and
-        warm starts.
+        warm starts. It may offer ``for_overlaps()``: a smaller copy that still serves
+        ``overlap`` (what the coupled methods send to every rank; ``for_overlaps``).
     dhdx : (D, N, N) complex or None, hartree/bohr; <u_n|dH/dx_k|u_m>. ``None`` when the backend
         computes the force by a contraction without individual derivatives (see ``force``).
     """
@@ -46,6 +47,12 @@ class ElectronicData:
     @property
     def n_states(self) -> int:
         return int(self.energies.shape[0])
+
+    def for_overlaps(self) -> "ElectronicData":
+        """This data with the handle's ``for_overlaps()`` copy when it has one (else itself):
+        enough for ``overlap``, not a warm-start reference."""
+        lean = getattr(self.handle, "for_overlaps", None)
+        return self if lean is None else replace(self, handle=lean())
 
 
 @runtime_checkable

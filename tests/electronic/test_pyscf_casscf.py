@@ -473,3 +473,18 @@ def test_force_with_shared_derivative_integrals():
     np.testing.assert_allclose(shared.force(d, rho), direct.force(d, rho), atol=1e-10)
     for a, b in zip(shared.derivatives(d), direct.derivatives(d)):
         np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_for_overlaps_copy(backend, data0):
+    """What coupled methods exchange: same overlaps as the full data, a fraction of the bytes,
+    refused as a warm-start reference or for derivatives."""
+    d1 = backend.compute(X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03]), reference=data0)
+    lean = d1.for_overlaps()
+    assert lean.handle.mo_coeff.shape[1] == d1.handle.ncore + d1.handle.ncas
+    assert len(pickle.dumps(lean)) < 0.7 * len(pickle.dumps(d1))  # LiH: 11 AOs, 3 occupied
+    np.testing.assert_array_equal(backend.overlap(data0, lean), backend.overlap(data0, d1))
+    np.testing.assert_array_equal(backend.overlap(lean, lean), backend.overlap(d1, d1))
+    with pytest.raises(ValueError, match="for_overlaps"):
+        backend.compute(X_LIH, reference=lean)
+    with pytest.raises(ValueError, match="for_overlaps"):
+        backend.force(lean, np.diag([1.0, 0.0]))
