@@ -68,7 +68,7 @@ from qhd_aimd.units import AUT_FS
 
 #: threshold of the edge checks (probability outside the region the box was sized for)
 EDGE_TOL = 1e-6
-#: largest grid ``propagate`` accepts (memory ~0.5 kB per point for two states)
+#: largest grid ``propagate`` accepts (memory ~0.6 kB per point for two states)
 MAX_POINTS = 4_000_000
 
 
@@ -118,7 +118,7 @@ class ExactResult:
     energy: np.ndarray  # (T,) total energy <T> + <V>, hartree
     transmission: np.ndarray  # (n,) probability on adiabat n with x > 0 at t_final
     reflection: np.ndarray  # (n,) probability on adiabat n with x < 0 at t_final
-    final_momentum_per_state: np.ndarray  # (n, D) <p_d> on each adiabat at t_final, a.u. (nan if empty)
+    final_momentum_per_state: np.ndarray  # (n, D) <p_d> per adiabat at t_final, a.u. (nan: empty)
     final_momentum_sq_per_state: np.ndarray  # (n, D) <p_d^2> on each adiabat at t_final, a.u.
     grid_shape: tuple[int, ...]
     grid_spacing: list[float]
@@ -240,7 +240,7 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
     """Split-operator propagation; samples every ``dt`` for ``n_samples`` intervals.
 
     ``dt_max`` bounds the internal step (``dt`` is split into ceil(dt/dt_max) equal steps);
-    grids of more than ``max_points`` points are refused (``ConfigError``; ~0.5 kB per point).
+    grids of more than ``max_points`` points are refused (``ConfigError``; ~0.6 kB per point).
     """
     import time
 

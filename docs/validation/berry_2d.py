@@ -1,6 +1,7 @@
 """Exact split-operator reference vs the four methods of Table II on the complex 2-D model berry_2d.
 
-Usage: python docs/validation/berry_2d.py [n_trajectories] [method ...] > docs/validation/berry_2d.txt
+Usage: python docs/validation/berry_2d.py [n_trajectories] [method ...]
+       > docs/validation/berry_2d.txt
 
 Cases: the default model (A = 0.10 Ha, B = 1.0 /bohr, W = 5.0 /bohr, M = 1000; adiabatic passage)
 started on either adiabat, and a non-adiabatic variant (A = 0.02 Ha, B = 3.0 /bohr) started on the
