@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, helptext in (("prepare", "initial conditions -> DIR/initial_conditions.h5"),
                            ("run", "propagate the swarm -> DIR/trajectories.h5"),
-                           ("exact", "exact quantum reference for 1-D models -> DIR/exact.h5")):
+                           ("exact", "exact quantum reference (analytic models) -> DIR/exact.h5")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--config", required=True, help="study YAML")
         s.add_argument("--out", required=True, help="output directory")

@@ -23,24 +23,34 @@ Observables (sampled every ``dynamics.dt``): adiabatic populations P_n = int |ch
 chi_n(x) = <u_n(x)|Psi(x)>; the decoherence indicator D_12 = int |chi_1|^2 |chi_2|^2 / n dx
 (n = |chi_1|^2 + |chi_2|^2, the nuclear density; 0 <= D_12 <= norm/4); norm; <x>; <p>;
 <T> + <V>. At the final time: transmission (x > 0) and reflection (x < 0) per adiabatic state,
-along the first coordinate.
+along the first coordinate; <p_d> and <p_d^2> per adiabatic state, from the projected
+wavefunction P_n Psi = u_n chi_n (a diabatic vector field: no eigenvector phase enters), i.e. the
+kinetic momentum <chi_n| p - A_nn |chi_n> on adiabat n (Berry connection A_nn = i<u_n|grad u_n>);
+outside the coupling region this is the momentum of the diabatic component the adiabat has
+become.
 
 Grid (chosen from the config, see ``make_grid``): no absorber is used. The box covers every
 point the packet can reach classically within ``t_final`` (its maximal speed follows from
 energy conservation, including the energy the lowest adiabat can release and a 6-sigma momentum
-tail) plus 8 spread-widths and a margin; the spacing resolves that maximal momentum with a factor
-``p_factor`` (2.0) to spare. Both are checked during the run: the probability found beyond the
-expected region (in x) or beyond the maximal momentum (in p) is recorded in
-``ExactResult.edge_probability`` / ``momentum_edge_probability`` and a ``RuntimeWarning`` is
-issued if either exceeds 1e-6. The internal step is the largest divisor of ``dynamics.dt`` not
-above ``dt_max`` (default 1 a.u.; halving it changes populations by < 1e-6 for the Tully models,
-see ``tests/test_exact.py``).
+tail, or, along a coordinate that enters H only through coupling phases, from the momentum those
+phases can transfer: ``DiabaticModel.max_momentum_transfer``) plus 8 spread-widths and a margin;
+the spacing resolves that maximal momentum with a factor ``p_factor`` (2.0) to spare. Both are
+checked during the run: the probability found beyond the expected region (in x) or in the outer
+20 % of the momentum grid (beyond the momentum bound itself where that bound is strict, i.e.
+from a declared momentum transfer) is recorded in ``ExactResult.edge_probability`` /
+``momentum_edge_probability`` and a ``RuntimeWarning`` is issued if either exceeds 1e-6. The
+internal step is the largest divisor of ``dynamics.dt`` not above ``dt_max`` (default 1 a.u.;
+halving it changes populations by < 1e-6 for the Tully models, see ``tests/test_exact.py``).
 
-``run_exact`` accepts the 1-D models only (``ConfigError`` otherwise). ``propagate`` itself is
-written for D dimensions (grid, FFTs, observables; ``final_momentum_per_state`` gives <p> per
-adiabat, whose y-component would measure the Berry kick of ``berry_2d``), but the automatic grid
-bounds every momentum component by the total energy, which makes a 2-D grid needlessly large;
-2-D use needs a tighter transverse bound and is not validated.
+Models and validation (``tests/test_exact.py``): the 1-D Tully models, against a stationary
+two-channel scattering calculation, Landau-Zener and closed channels; the complex 2-D
+``berry_2d``, against the exact consequences of its twisted-translation symmetry (kick -W / +W on
+the lower / upper adiabat after an adiabatic passage, to 3e-10 a.u.; -W / 0 on the lower / upper
+part after a non-adiabatic one; <p^2> per state conserved; probability beyond the transverse
+momentum bound 5e-10) and against Ehrenfest swarms (docs/physics.md). ``berry_2d`` from
+x0 = (-5, 0), k = (20, 0), width 1 bohr, over 650 a.u.: grid 990 x 242 (lower state) or
+1500 x 242 (upper: the energy bound includes the 0.2 Ha it can release), 10-16 s on one core,
+~0.25 GB.
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ from qhd_aimd.units import AUT_FS
 
 #: threshold of the edge checks (probability outside the region the box was sized for)
 EDGE_TOL = 1e-6
+#: largest grid ``propagate`` accepts (memory ~0.6 kB per point for two states)
+MAX_POINTS = 4_000_000
 
 
 @dataclass
@@ -66,7 +78,11 @@ class Grid:
 
     axes: list[np.ndarray]
     inner: list[tuple[float, float]]  # region the packet is expected to stay in, per dim
-    p_max: list[float]  # momentum the spacing was chosen to resolve, per dim
+    p_max: list[float]  # momentum the spacing was chosen to resolve, per dim (a.u.)
+    # per dim: p_max is a strict bound (declared momentum transfer, exact symmetry), so the
+    # momentum check counts probability beyond p_max itself; else (energy bound, which quantum
+    # tails may exceed inside a coupling region) only beyond 80 % of the Nyquist momentum
+    strict: list[bool] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,13 +118,16 @@ class ExactResult:
     energy: np.ndarray  # (T,) total energy <T> + <V>, hartree
     transmission: np.ndarray  # (n,) probability on adiabat n with x > 0 at t_final
     reflection: np.ndarray  # (n,) probability on adiabat n with x < 0 at t_final
-    final_momentum_per_state: np.ndarray  # (n, D) <p> on each adiabat at t_final (nan if empty)
+    final_momentum_per_state: np.ndarray  # (n, D) <p_d> per adiabat at t_final, a.u. (nan: empty)
+    final_momentum_sq_per_state: np.ndarray  # (n, D) <p_d^2> on each adiabat at t_final, a.u.
     grid_shape: tuple[int, ...]
     grid_spacing: list[float]
     grid_bounds: list[tuple[float, float]]
     dt_internal: float
     edge_probability: float  # max over samples of probability outside the expected region
-    momentum_edge_probability: float  # max over samples of probability with |p| > p_max
+    # max over samples of the probability in the outer 20 % of the momentum grid, or beyond p_max
+    # along coordinates where it is a strict bound (``Grid.strict``)
+    momentum_edge_probability: float
     wall_time_s: float = 0.0
     meta: dict = field(default_factory=dict)
 
@@ -150,9 +169,16 @@ def make_grid(model, x0, k0, sigma, state: int, t_final: float, *, p_factor: flo
               align_origin: bool = True) -> Grid:
     """Grid covering the classically reachable region within ``t_final``.
 
-    Maximal momentum per dimension: p_max = sqrt(2 M (E_max - min_x E_0(x))) with
-    E_max = (|k| + 6 sigma_p)^2 / 2M + E_state(x0) summed over dimensions (no dimension can take
-    more kinetic energy than all of it); sigma_p = 1 / (2 sigma). The box is
+    Maximal momentum per dimension (a.u.): the energy bound p_E = sqrt(2 M (E_max - min_x E_0(x)))
+    with E_max = (|k| + 6 sigma_p)^2 / 2M + E_state(x0) summed over dimensions (no dimension can
+    take more kinetic energy than all of it), sigma_p = 1 / (2 sigma), and at least
+    |k_d| + 6 sigma_p. Along a coordinate d where the model declares a momentum transfer w_d
+    (``model.max_momentum_transfer()``: the coordinate enters H only through coupling phases, an
+    exact symmetry), p_max_d = min(p_E, |k_d| + 6 sigma_p + w_d) (``berry_2d``: |k_y| + 3/sigma
+    + W along y instead of the total energy). Such a bound is strict at all times, unlike the energy
+    bound, which the momentum distribution of the diabatic components exceeds slightly inside a
+    coupling region (by 1.5e-4 probability on ``berry_2d``); ``Grid.strict`` flags it and the
+    run-time check counts probability beyond it (see ``propagate``). The box is
     x0 +- (p_max / M * t_final + tail * sigma(t_final) + margin), sigma(t) the free-spreading
     width; spacing dx = pi / (p_factor * p_max) unless given; point counts are rounded up to
     FFT-friendly sizes.
@@ -165,10 +191,12 @@ def make_grid(model, x0, k0, sigma, state: int, t_final: float, *, p_factor: flo
     spread = np.sqrt(sigma**2 + (sig_p * t_final / m) ** 2)
     half = np.full_like(x0, abs(float(np.max(np.abs(x0)))) + 50.0)
     p_max = np.abs(k0) + 6 * sig_p
+    p_transfer = np.array([np.inf if w is None else abs(k) + 6 * s + w for k, s, w in
+                           zip(k0, sig_p, model.max_momentum_transfer())])
     for _ in range(6):  # the reachable region and the energy release depend on each other
         e_min = _lowest_energy(model, x0 - half, x0 + half)
         p_cap = math.sqrt(2 * m * max(e_kin + e_state - e_min, 0.0))
-        p_max = np.maximum(np.abs(k0) + 6 * sig_p, p_cap)
+        p_max = np.minimum(np.maximum(np.abs(k0) + 6 * sig_p, p_cap), p_transfer)
         new_half = p_max / m * t_final + tail * spread + margin
         if np.all(new_half <= half):
             break
@@ -187,7 +215,8 @@ def make_grid(model, x0, k0, sigma, state: int, t_final: float, *, p_factor: flo
         ax = start + spacing * np.arange(npts)
         axes.append(ax)
         inner.append((float(x0[d] - half[d]), float(x0[d] + half[d])))
-    return Grid(axes=axes, inner=inner, p_max=[float(p) for p in p_max])
+    return Grid(axes=axes, inner=inner, p_max=[float(p) for p in p_max],
+                strict=[bool(p >= t) for p, t in zip(p_max, p_transfer)])
 
 
 def _initial_electronic(vecs: np.ndarray, ref: np.ndarray, state: int) -> np.ndarray:
@@ -206,10 +235,12 @@ def _initial_electronic(vecs: np.ndarray, ref: np.ndarray, state: int) -> np.nda
 
 def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
               dt_max: float = 1.0, grid: Grid | None = None, t_final: float | None = None,
-              p_factor: float = 2.0, dx: float | None = None, warn: bool = True) -> ExactResult:
+              p_factor: float = 2.0, dx: float | None = None, warn: bool = True,
+              max_points: int = MAX_POINTS) -> ExactResult:
     """Split-operator propagation; samples every ``dt`` for ``n_samples`` intervals.
 
-    ``dt_max`` bounds the internal step (``dt`` is split into ceil(dt/dt_max) equal steps).
+    ``dt_max`` bounds the internal step (``dt`` is split into ceil(dt/dt_max) equal steps);
+    grids of more than ``max_points`` points are refused (``ConfigError``; ~0.6 kB per point).
     """
     import time
 
@@ -222,6 +253,10 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
     t_final = dt * n_samples if t_final is None else t_final
     if grid is None:
         grid = make_grid(model, x0, k0, sigma, state, t_final, p_factor=p_factor, dx=dx)
+    if math.prod(grid.shape) > max_points:
+        raise ConfigError(f"exact: the grid would have {math.prod(grid.shape)} points "
+                          f"{grid.shape} (> {max_points}); shorten dynamics.t_final_au or start "
+                          "closer to the coupling region")
     m = float(model.mass)
     pts = grid.points()  # (*S, D)
     S = grid.shape
@@ -252,9 +287,12 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
     for d, (lo, hi) in enumerate(grid.inner):
         c = pts[..., d]
         outside |= (c < lo) | (c > hi)
-    p_out = np.zeros(S, bool)  # outer 20 % of the momentum grid (towards Nyquist)
-    for d in range(dim):
-        p_out |= np.abs(kgrid[d]) > 0.8 * math.pi / grid.spacing[d]
+    p_out = np.zeros(S, bool)  # outer 20 % of the momentum grid (towards Nyquist), and beyond
+    for d in range(dim):  # p_max where it is a strict bound (see ``Grid.strict``)
+        p_lim = 0.8 * math.pi / grid.spacing[d]
+        if grid.strict is not None and grid.strict[d]:
+            p_lim = min(p_lim, grid.p_max[d])
+        p_out |= np.abs(kgrid[d]) > p_lim
     side = pts[..., 0]
     w_right = np.where(side > 0, 1.0, np.where(side == 0, 0.5, 0.0))
 
@@ -318,35 +356,43 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
     rho_n = np.abs(chi) ** 2
     trans = np.sum(rho_n * w_right, axis=axes_sum) * dv
     refl = np.sum(rho_n * (1.0 - w_right), axis=axes_sum) * dv
-    # mean momentum on every adiabat at t_final: <chi_n| -i grad |chi_n> / <chi_n|chi_n>, in the
-    # smooth-near-x0 gauge; gauge-dependent in principle (by <A_nn>), exact where the state is
-    # asymptotic (away from the coupling region) -- which is where it is used.
+    # momentum on every adiabat at t_final from the projected wavefunction P_n Psi = u_n chi_n (a
+    # diabatic vector field, gauge invariant: no eigenvector phase enters): <p_d> and <p_d^2>.
+    # <P_n Psi| p |P_n Psi> = <chi_n| p - A_nn |chi_n> is the kinetic momentum on adiabat n
+    # (A_nn = i<u_n|grad u_n>); <p^2> adds sum_m!=n |d_mn|^2 |chi_n|^2, which vanishes outside
+    # the coupling region -- where these are used.
     pfin = np.full((n, dim), np.nan)
-    chik = sfft.fftn(chi, axes=fft_axes, workers=workers)
-    wk = np.abs(chik) ** 2
+    p2fin = np.full((n, dim), np.nan)
+    proj = np.moveaxis(vecs, (-1, -2), (0, 1)) * chi[:, None]  # (n_adiab, n_diab, *S)
+    wk = np.sum(np.abs(sfft.fftn(proj, axes=tuple(range(2, dim + 2)), workers=workers)) ** 2,
+                axis=1)  # (n_adiab, *S) momentum density of P_n Psi
     for a in range(n):
         tot = float(wk[a].sum())
         if pops[-1, a] > 1e-12:
             for d in range(dim):
                 pfin[a, d] = float(np.sum(wk[a] * kgrid[d])) / tot
+                p2fin[a, d] = float(np.sum(wk[a] * kgrid[d] ** 2)) / tot
     if warn and edge > EDGE_TOL:
         warnings.warn(f"exact: probability {edge:.2e} left the region the grid was sized for "
                       "(periodic wrap-around possible); increase the box", RuntimeWarning,
                       stacklevel=2)
     if warn and p_edge > EDGE_TOL:
-        warnings.warn(f"exact: probability {p_edge:.2e} beyond the resolved momentum; refine the "
+        warnings.warn(f"exact: probability {p_edge:.2e} beyond the resolved momentum or beyond a "
+                      "declared momentum-transfer bound (model.max_momentum_transfer); refine the "
                       "grid (smaller dx)", RuntimeWarning, stacklevel=2)
     squeeze = (lambda a: a[:, 0]) if dim == 1 else (lambda a: a)
     return ExactResult(
         model=model.name, time_au=dt * np.arange(n_t), populations=pops, decoherence=deco,
         norm=norm, mean_position_bohr=squeeze(xm), mean_momentum_au=squeeze(pm), energy=en,
         transmission=trans, reflection=refl, final_momentum_per_state=pfin,
+        final_momentum_sq_per_state=p2fin,
         grid_shape=S, grid_spacing=grid.spacing,
         grid_bounds=[(float(a[0]), float(a[-1])) for a in grid.axes], dt_internal=h,
         edge_probability=edge, momentum_edge_probability=p_edge,
         wall_time_s=time.perf_counter() - wall,
         meta={"x0": x0.tolist(), "k0": k0.tolist(), "sigma": sigma.tolist(), "state": state,
-              "mass": m, "n_substeps": n_sub, "p_max": grid.p_max},
+              "mass": m, "n_substeps": n_sub, "p_max": grid.p_max,
+              "p_max_strict": [bool(v) for v in (grid.strict or [False] * dim)]},
     )
 
 
@@ -362,10 +408,6 @@ def run_exact(cfg, *, dt_max: float = 1.0, p_factor: float = 2.0, dx: float | No
         raise ConfigError("exact: the exact quantum reference needs an analytic model "
                           "(system.model); molecules have no grid representation")
     model = get_model(cfg.system.model, **cfg.system.model_params)
-    if model.dim != 1:
-        raise ConfigError(
-            f"exact: system.model {model.name!r} is {model.dim}-D; the exact reference supports "
-            "the 1-D models only (tully_simple, tully_dual, tully_extended)")
     ini = cfg.initial
     dyn = cfg.dynamics
     n_samples = dyn.n_steps
@@ -379,7 +421,15 @@ def run_exact(cfg, *, dt_max: float = 1.0, p_factor: float = 2.0, dx: float | No
 
 
 def write_exact(result: ExactResult, out_dir) -> Path:
-    """Write ``exact.h5`` and the csv tables into ``out_dir``; returns the h5 path."""
+    """Write ``exact.h5`` and the csv tables into ``out_dir``; returns the h5 path.
+
+    Tables (time in fs, everything else atomic units): ``exact_populations.csv`` (time_fs, p0,
+    p1, ...: adiabatic populations), ``exact_coherence.csv`` (time_fs, d_0_1: D_12),
+    ``exact_scattering.csv`` (state, transmission, reflection: final probability on each adiabat
+    at x > 0 / x < 0, first coordinate) and ``exact_momentum.csv`` (state, population, then per
+    coordinate c = x, y, ...: mean_p_c_au = <p_c> and mean_p_c_sq_au = <p_c^2> on that adiabat
+    at t_final, gauge invariant, empty states nan).
+    """
     import h5py
 
     out = Path(out_dir)
@@ -395,11 +445,19 @@ def write_exact(result: ExactResult, out_dir) -> Path:
         fh.write("state,transmission,reflection\n")
         for a in range(n):
             fh.write(f"{a},{result.transmission[a]:.10g},{result.reflection[a]:.10g}\n")
+    labels = "xyz"[: result.final_momentum_per_state.shape[1]]
+    with open(out / "exact_momentum.csv", "w") as fh:
+        fh.write(",".join(["state", "population"] + [f"mean_p_{c}_au" for c in labels]
+                          + [f"mean_p_{c}_sq_au" for c in labels]) + "\n")
+        for a in range(n):
+            vals = [result.populations[-1, a], *result.final_momentum_per_state[a],
+                    *result.final_momentum_sq_per_state[a]]
+            fh.write(f"{a}," + ",".join(f"{v:.10g}" for v in vals) + "\n")
     path = out / "exact.h5"
     with h5py.File(path, "w") as f:
         for key in ("time_au", "populations", "decoherence", "norm", "mean_position_bohr",
                     "mean_momentum_au", "energy", "transmission", "reflection",
-                    "final_momentum_per_state"):
+                    "final_momentum_per_state", "final_momentum_sq_per_state"):
             f.create_dataset(key, data=np.asarray(getattr(result, key)))
         f.create_dataset("time_fs", data=t_fs)
         f.attrs["model"] = result.model

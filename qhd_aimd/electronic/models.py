@@ -56,6 +56,20 @@ class DiabaticModel:
     def dh(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def max_momentum_transfer(self) -> tuple[float | None, ...]:
+        """Largest momentum (a.u., = 1/bohr) the electronic coupling can give the nuclei along
+        each coordinate, or ``None`` where only energy conservation bounds it (the default).
+
+        A number w_d is declared only for a coordinate d along which H is covariant under
+        translations, H(x + a e_d) = U(a) H(x) U(a)^dag with U(a) = diag(e^{-i a w_dj}) (the
+        coordinate enters H only through phases of the couplings). Then the "twisted" translation
+        U(a) exp(-i a p_d) commutes with H, so p_d + w_dj of diabatic component j is conserved
+        exactly (quantum mechanically, at any speed): the momentum along d of any component
+        changes by at most max_j w_dj - min_j w_dj. ``qhd_aimd.exact.make_grid`` uses it to bound
+        the grid's transverse momentum.
+        """
+        return (None,) * self.dim
+
 
 def _tully_simple_v(x, A=0.01, B=1.6, C=0.005, D=1.0):
     v11 = np.sign(x) * A * (1.0 - np.exp(-B * np.abs(x)))
@@ -160,6 +174,12 @@ class Berry2D(DiabaticModel):
         dx = _herm2(self.A * np.sin(t) * dt, -self.A * np.sin(t) * dt, self.A * np.cos(t) * dt * ph)
         dy = _herm2(np.zeros_like(x), np.zeros_like(x), 1j * self.W * self.A * np.sin(t) * ph)
         return np.stack([dx, dy], axis=-3)
+
+    def max_momentum_transfer(self) -> tuple[float | None, ...]:
+        """y enters only through the coupling phase e^{iWy}: H(x, y + a) = U H(x, y) U^dag with
+        U = diag(1, e^{-iWa}), so the momentum along y changes by at most |W| (along x only
+        energy conservation bounds it)."""
+        return (None, abs(self.W))
 
     def berry_kick(self, state: int) -> float:
         """Transverse momentum change dp_y (a.u.) for adiabatic passage on ``state`` (0 or 1)."""

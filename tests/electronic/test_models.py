@@ -70,6 +70,33 @@ def test_dhdx_equals_gradients_and_couplings_form(name):
     assert np.abs(np.real(np.diagonal(data.dhdx, axis1=1, axis2=2)) - grads.T).max() < 1e-6
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_declared_momentum_transfer_is_a_symmetry(name):
+    """A coordinate with a declared momentum transfer w enters H only through a linear coupling
+    phase: H(x + a e_d) = U H(x) U^dag with U = diag(1, e^{-i a w_1}), |w_1| = w (what makes
+    the exact grid's transverse momentum bound strict)."""
+    m = get_model(name)
+    declared = m.max_momentum_transfer()
+    assert len(declared) == m.dim
+    for d, w in enumerate(declared):
+        if w is None:
+            continue
+        rates = []
+        for x in POINTS[name]:
+            x = np.atleast_1d(np.asarray(x, float))
+            for a in (0.05, 0.3, -0.6):  # |w a| < pi: the phase is not wrapped
+                e = np.zeros(m.dim)
+                e[d] = a
+                h0, h1 = m.h(x), m.h(x + e)
+                assert np.abs(np.diag(h1) - np.diag(h0)).max() < 1e-15
+                assert abs(abs(h1[0, 1]) - abs(h0[0, 1])) < 1e-15
+                rates.append(np.angle(h1[0, 1] / h0[0, 1]) / a)
+        assert np.ptp(rates) < 1e-12  # one linear phase: U is the same at every x
+        assert abs(abs(rates[0]) - w) < 1e-12  # the declared bound is the transfer, not more
+    if name == "berry_2d":
+        assert get_model(name, W=-2.0).max_momentum_transfer() == (None, 2.0)
+
+
 def test_random_phases_change_states_but_not_overlap_moduli():
     b = ModelBackend(get_model("berry_2d"), random_phases=True, seed=7)
     x1, x2 = np.array([0.1, 0.2]), np.array([0.1, 0.2 + 1e-9])
