@@ -130,7 +130,8 @@ def main():
     rep.table(["payload", "T", "bytes/traj", "allgather s 1 rank", "allgather s 2 ranks",
                "dumps all s", "loads all s"], xrows, caption="per-step allgather of Propagator.gather payload")
     proj = []
-    t_es = {"LiH SA2/6-31G (0.5 s)": 0.5, "C2H4 SA2/6-31G* (3.8 s)": 3.8}
+    # electronic structure per trajectory-step (compute + force), bench_step_breakdown
+    t_es = {"LiH SA2/6-31G (0.3 s)": 0.3, "C2H4 SA2/6-31G* (0.83 s)": 0.83}
     for kind in ("model", "casscf"):
         b, c_ser, c_two = model_fit([r for r in xrows if r[0] == kind])
         rep.figure(f"[{kind}] bytes per trajectory", b, "B")
