@@ -236,11 +236,13 @@ def _initial_electronic(vecs: np.ndarray, ref: np.ndarray, state: int) -> np.nda
 def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
               dt_max: float = 1.0, grid: Grid | None = None, t_final: float | None = None,
               p_factor: float = 2.0, dx: float | None = None, warn: bool = True,
-              max_points: int = MAX_POINTS) -> ExactResult:
+              max_points: int = MAX_POINTS, snapshot=None) -> ExactResult:
     """Split-operator propagation; samples every ``dt`` for ``n_samples`` intervals.
 
     ``dt_max`` bounds the internal step (``dt`` is split into ceil(dt/dt_max) equal steps);
     grids of more than ``max_points`` points are refused (``ConfigError``; ~0.6 kB per point).
+    ``snapshot(i, psi)``, if given, is called at every sample i with the diabatic wavefunction
+    psi (n_states, *grid.shape) on ``make_grid``'s grid (e.g. to evaluate exact fields).
     """
     import time
 
@@ -344,6 +346,8 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
         return chi
 
     chi = measure(0, psi)
+    if snapshot is not None:
+        snapshot(0, psi)
     for i in range(1, n_t):
         psi = apply(v_half, psi)
         for j in range(n_sub):
@@ -352,6 +356,8 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
             psi = sfft.ifftn(phik, axes=fft_axes, workers=workers)
             psi = apply(v_full if j < n_sub - 1 else v_half, psi)
         chi = measure(i, psi)
+        if snapshot is not None:
+            snapshot(i, psi)
 
     rho_n = np.abs(chi) ** 2
     trans = np.sum(rho_n * w_right, axis=axes_sum) * dv

@@ -420,3 +420,25 @@ def test_errors():
             dynamics=dict(dt_au=100.0, t_final_au=1e5))))
     with pytest.raises(ConfigError, match="initial.state"):
         run_exact(_cfg("tully_simple", 10.0, state=2, t_final=20.0))
+
+
+def test_snapshot_callback_sees_the_propagated_wavefunction():
+    """``snapshot(i, psi)`` gets every sample's diabatic wavefunction on the grid: normalised,
+    and its adiabatic populations are the reported ones."""
+    from qhd_aimd.exact import make_grid
+
+    model = get_model("tully_simple")
+    grid = make_grid(model, [-5.0], [20.0], [1.0], 0, 400.0)
+    seen = {}
+    res = propagate(model, -5.0, 20.0, 1.0, 0, 40.0, 10, grid=grid,
+                    snapshot=lambda i, psi: seen.__setitem__(i, psi.copy()))
+    assert sorted(seen) == list(range(11))
+    dx = grid.spacing[0]
+    _, vecs = np.linalg.eigh(model.h(grid.points()))
+    for i, psi in seen.items():
+        assert psi.shape == (2,) + grid.shape
+        assert abs(np.sum(np.abs(psi) ** 2) * dx - 1.0) < 1e-10
+        chi = np.einsum("xan,ax->nx", vecs.conj(), psi)
+        np.testing.assert_allclose(np.sum(np.abs(chi) ** 2, axis=1) * dx, res.populations[i],
+                                   atol=1e-12)
+    assert res.populations[-1, 1] > 1e-3  # a real transition happened in between
