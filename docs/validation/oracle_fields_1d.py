@@ -1,7 +1,8 @@
 """Coupled-trajectory methods on Tully's models with the *exact* fields: method vs estimator error.
 
-Usage: python docs/validation/oracle_fields_1d.py [n_trajectories] [model:k ...]
-       > docs/validation/oracle_fields_1d.txt
+Usage: python docs/validation/oracle_fields_1d.py [n_trajectories] [--qhd] [model:k ...]
+       > docs/validation/oracle_fields_1d.txt        (without --qhd)
+       > docs/validation/oracle_fields_1d_qhd.txt    (with --qhd)
 
 The swarm estimators (kernel density for d ln n, local regression for d rho, d^2 rho and d g)
 are replaced by the fields of the exact split-operator solution at the same time: nuclear
@@ -13,6 +14,13 @@ nuclei, each trajectory's own rho) is as in ``compare_methods.py``. Columns as t
 / reflection per adiabatic state, err_TR = sum |T - T_exact| + |R - R_exact|, max |p1(t) -
 p1_exact(t)|, time-mean |D_12 - D_12,exact|. "swarm" rows: the default estimators;
 "exact fields" rows: the oracle. Where n < 1e-6 max(n) the fields are set to zero.
+
+``--qhd``: `geometric_ehrenfest_qc` (the Table II pair that comes from Eq. 66-67 without
+approximation) with exact fields, (a) Wigner initial conditions as above or hydrodynamic ones
+(positions sampled from |psi|^2, every momentum = k, the phase gradient of the Gaussian), each
+(b) without or with the quantum force of Eq. 68, F_q = (1/4n) xi d(n d^2 ln n) (exact n, grid
+differences), which the package does not implement (classical nuclei); "full QHD" = hydrodynamic
+initial conditions + quantum force.
 """
 
 import sys
@@ -21,6 +29,7 @@ import time
 import numpy as np
 
 from qhd_aimd.dynamics import fields as fl
+from qhd_aimd.dynamics import integrator as itg
 from qhd_aimd.dynamics.integrator import Propagator
 from qhd_aimd.dynamics.methods import METHODS
 from qhd_aimd.electronic.models import ModelBackend, get_model
@@ -34,9 +43,11 @@ DT, WIDTH = 4.0, 1.0
 
 
 class ExactFields:
-    """Exact d ln n, d rho, d^2 rho (diabatic frame) and d g on the grid at every sample."""
+    """Exact d ln n, d rho, d^2 rho (diabatic frame), d g and the quantum force on the grid at
+    every sample."""
 
     def __init__(self, model, x0, k, t_final):
+        self.mass = float(model.mass)
         n_samples = int(round(t_final / DT))
         grid = make_grid(model, [x0], [k], [WIDTH], 0, t_final)
         self.x = grid.axes[0]
@@ -55,12 +66,14 @@ class ExactFields:
         g = np.real(np.einsum("abx,bcx,cax->x", rho, d1, d1))
         dg = np.gradient(g, dx)
         dlnn = np.gradient(n, dx) / safe
+        d2ln = np.gradient(np.gradient(np.log(np.where(ok, n, 1e-6 * n.max())), dx), dx)
+        fq = np.gradient(n * d2ln, dx) / safe / (4 * self.mass)
         zero = ~ok
         for f in (d1, d2):
             f[..., zero] = 0.0
-        dg[zero] = 0.0
-        dlnn[zero] = 0.0
-        return dlnn, d1, d2, dg
+        for f in (dg, dlnn, fq):
+            f[zero] = 0.0
+        return dlnn, d1, d2, dg, fq
 
     def at(self, step, x, what):
         f = self.frames[step][what]
@@ -71,8 +84,8 @@ class ExactFields:
                                  for a in range(2)]))
 
 
-def run(backend, method, pos, mom, n_steps, oracle=None):
-    saved = fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient
+def run(backend, method, pos, mom, n_steps, oracle=None, quantum_force=False):
+    saved = fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient, itg.extra_forces
     now = {"step": 0}
     if oracle is not None:
         def dlnn(positions, w, h):
@@ -89,12 +102,18 @@ def run(backend, method, pos, mom, n_steps, oracle=None):
 
         fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient = (
             dlnn, rho_derivatives, metric_gradient)
+    if quantum_force:
+        def extra_forces(*args):  # all trajectories active here: local = all, in order
+            f_geo, f_qc = saved[3](*args)
+            return f_geo, f_qc + oracle.at(now["step"], now["x"], 4)[:, None]
+
+        itg.extra_forces = extra_forces
     try:
         prop = Propagator(backend, method, DT, 10)
         update = prop._update_fields
 
         def tracked(s):
-            now["step"] = s.step
+            now["step"], now["x"] = s.step, s.positions[:, 0]
             update(s)
 
         prop._update_fields = tracked
@@ -105,8 +124,49 @@ def run(backend, method, pos, mom, n_steps, oracle=None):
             p1.append(np.real(s.rho[:, 1, 1]).mean())
             d12.append(np.mean(np.abs(s.rho[:, 0, 1]) ** 2))
     finally:
-        fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient = saved
+        fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient, itg.extra_forces = saved
     return s, np.array(p1), np.array(d12)
+
+
+def score(s, p1, d12, ex, n_steps):
+    pops = np.real(np.diagonal(s.rho, axis1=1, axis2=2))
+    right = s.positions[:, 0] > 0
+    t_, r_ = (pops * right[:, None]).mean(0), (pops * ~right[:, None]).mean(0)
+    err = np.abs(t_ - ex.result.transmission).sum() + np.abs(r_ - ex.result.reflection).sum()
+    dp = np.abs(p1 - ex.result.populations[: n_steps + 1, 1]).max()
+    dd = np.abs(d12 - ex.result.decoherence[: n_steps + 1]).mean()
+    return (f"{t_[0]:6.3f} {t_[1]:6.3f} {r_[0]:6.3f} {r_[1]:6.3f} {err:7.3f} {dp:9.3f} "
+            f"{dd:9.4f}")
+
+
+def main_qhd(n_traj=100, only=None):
+    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1; "
+          "geometric_ehrenfest_qc with exact fields; ehrenfest (Wigner, own fields) for reference")
+    print("model           k    initial conditions, force            T0     T1     R0     R1"
+          "   err_TR  max|dp1|  mean|dD|   wall_s")
+    for name, k, x0, t_final in CASES:
+        if only and f"{name}:{k:g}" not in only:
+            continue
+        model = get_model(name)
+        ex = ExactFields(model, x0, k, t_final)
+        ref_t, ref_r = ex.result.transmission, ex.result.reflection
+        n_steps = int(round(t_final / DT))
+        print(f"{name:15s} {k:4.0f}  {'exact':36s} {ref_t[0]:6.3f} {ref_t[1]:6.3f} "
+              f"{ref_r[0]:6.3f} {ref_r[1]:6.3f}", flush=True)
+        pos, mom = sample_wavepacket(x0, k, WIDTH, n_traj, 1)
+        backend = ModelBackend(model)
+        runs = [("Wigner, ehrenfest", "ehrenfest", mom, None, False),
+                ("Wigner, classical", "geometric_ehrenfest_qc", mom, ex, False),
+                ("Wigner, + quantum force", "geometric_ehrenfest_qc", mom, ex, True),
+                ("hydrodynamic, classical", "geometric_ehrenfest_qc", np.full_like(mom, k), ex,
+                 False),
+                ("hydrodynamic, + q. force (full QHD)", "geometric_ehrenfest_qc",
+                 np.full_like(mom, k), ex, True)]
+        for label, method, p0, oracle, qf in runs:
+            t0 = time.perf_counter()
+            s, p1, d12 = run(backend, method, pos, p0, n_steps, oracle, qf)
+            print(f"{'':15s} {'':4s}  {label:36s} {score(s, p1, d12, ex, n_steps)} "
+                  f"{time.perf_counter() - t0:8.1f}", flush=True)
 
 
 def main(n_traj=100, only=None):
@@ -131,17 +191,12 @@ def main(n_traj=100, only=None):
                     continue
                 t0 = time.perf_counter()
                 s, p1, d12 = run(backend, method, pos, mom, n_steps, oracle)
-                pops = np.real(np.diagonal(s.rho, axis1=1, axis2=2))
-                right = s.positions[:, 0] > 0
-                t_, r_ = (pops * right[:, None]).mean(0), (pops * ~right[:, None]).mean(0)
-                err = np.abs(t_ - ref_t).sum() + np.abs(r_ - ref_r).sum()
-                dp = np.abs(p1 - ex.result.populations[: n_steps + 1, 1]).max()
-                dd = np.abs(d12 - ex.result.decoherence[: n_steps + 1]).mean()
-                print(f"{'':15s} {'':4s}  {method:22s} {label:12s} {t_[0]:6.3f} {t_[1]:6.3f} "
-                      f"{r_[0]:6.3f} {r_[1]:6.3f} {err:7.3f} {dp:9.3f} {dd:9.4f} "
-                      f"{time.perf_counter() - t0:8.1f}", flush=True)
+                print(f"{'':15s} {'':4s}  {method:22s} {label:12s} "
+                      f"{score(s, p1, d12, ex, n_steps)} {time.perf_counter() - t0:8.1f}",
+                      flush=True)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(int(args[0]) if args and args[0].isdigit() else 100, only=[a for a in args if ":" in a])
+    (main_qhd if "--qhd" in args else main)(int(args[0]) if args and args[0].isdigit() else 100,
+                                             only=[a for a in args if ":" in a])
