@@ -94,8 +94,9 @@ class InitialSpec(_Strict):
     position_bohr: Optional[Union[float, list[float]]] = None
     momentum_au: Optional[Union[float, list[float]]] = None
     width_bohr: Optional[Union[float, list[float]]] = Field(None, description="std. dev. of |psi|^2")
-    # molecules
-    sampling: Optional[Literal["wigner"]] = None
+    # models: "wigner" (default) or "hydrodynamic" (positions from |psi|^2, every momentum = k:
+    # the fluid elements of the Gaussian, to be used with fields.quantum_force); molecules: wigner
+    sampling: Optional[Literal["wigner", "hydrodynamic"]] = None
     temperature_K: float = Field(0.0, ge=0)
     state_window_eV: Optional[tuple[float, float]] = None
 
@@ -147,6 +148,8 @@ class FieldsSpec(_Strict):
     cutoff_sigma: float = Field(4.0, gt=0, description="neighbours beyond this many bandwidths are ignored")
     demodulate: bool = Field(True, description="regress coherences in their co-moving phase frame "
                              "(see docs/physics.md); false: plain regression of rho")
+    quantum_force: bool = Field(False, description="add the quantum force of Eq. 68 estimated from "
+                                "the swarm (full QHD; use with initial.sampling: hydrodynamic)")
 
 
 class OutputSpec(_Strict):
@@ -169,14 +172,18 @@ class StudyConfig(_Strict):
             missing = [k for k in ("position_bohr", "momentum_au", "width_bohr") if getattr(ini, k) is None]
             if missing:
                 raise ValueError(f"model systems need initial.{', initial.'.join(missing)}")
-            if ini.sampling is not None:
-                raise ValueError("initial.sampling applies to molecules only")
         else:
+            if ini.sampling == "hydrodynamic":
+                raise ValueError("initial.sampling: hydrodynamic is for model wavepackets; "
+                                 "molecules use wigner")
             if ini.sampling is None:
                 ini.sampling = "wigner"
             n = self.system.electronic.n_states
             if ini.state >= n:
                 raise ValueError(f"initial.state {ini.state} >= system.electronic.n_states {n}")
+        if self.fields.quantum_force and self.method == "ehrenfest":
+            raise ValueError("fields.quantum_force needs a coupled-trajectory method (the swarm "
+                             "estimates n), not ehrenfest")
         return self
 
 

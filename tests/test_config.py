@@ -60,3 +60,18 @@ def test_initial_state_beyond_n_states_rejected(tmp_path):
 def test_missing_file_is_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_full_qhd_options():
+    """initial.sampling: hydrodynamic (models) and fields.quantum_force (coupled methods)."""
+    cfg = parse_config({**GOOD, "method": "geometric_ehrenfest_qc",
+                        "initial": {**GOOD["initial"], "sampling": "hydrodynamic"},
+                        "fields": {"quantum_force": True}})
+    assert cfg.initial.sampling == "hydrodynamic" and cfg.fields.quantum_force
+    assert not parse_config(GOOD).fields.quantum_force
+    with pytest.raises(ConfigError, match="quantum_force"):
+        parse_config({**GOOD, "fields": {"quantum_force": True}})  # ehrenfest: no swarm fields
+    with pytest.raises(ConfigError, match="hydrodynamic"):
+        parse_config({"system": {"molecule": {"xyz": "x.xyz"}, "electronic": {"n_states": 2}},
+                      "initial": {"n_trajectories": 2, "sampling": "hydrodynamic"},
+                      "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}})

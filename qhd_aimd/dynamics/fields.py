@@ -51,6 +51,23 @@ def grad_log_density(positions: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.
     return np.einsum("ab,abj->aj", w, diff) / (h**2 * w.sum(axis=1)[:, None])
 
 
+def quantum_force(a: int, positions, w, h, dlnn, inv_mass, ridge=1e-10) -> np.ndarray:
+    """Quantum force of Eq. 68 at trajectory ``a``, (D,) hartree/bohr (hbar = 1):
+    F_q,k = (1/4n) sum_i xi_i d_i(n d_i d_k ln n) = 1/4 sum_i xi_i (d_i^2 d_k ln n
+    + d_i ln n d_i d_k ln n), with d_i d_k ln n and d_i^2 d_k ln n from a local quadratic
+    regression of the kernel estimate ``dlnn`` (T, D) over a's neighbours.
+
+    For a Gaussian swarm of variance s^2 the kernel density has variance s^2 + h^2, so F_q =
+    x / (4 M (s^2 + h^2)^2): the spreading force is biased low by (s^2 / (s^2 + h^2))^2.
+    """
+    nbrs = np.array([b for b in np.flatnonzero(w[a]) if b != a], int)
+    if len(nbrs) < 2:
+        return np.zeros(positions.shape[1])
+    first, second = local_fit(positions[nbrs] - positions[a], dlnn[nbrs] - dlnn[a], w[a, nbrs],
+                              h, True, ridge)  # [i, k]: d_i d_k ln n, d_i^2 d_k ln n
+    return 0.25 * np.einsum("i,ik->k", inv_mass, second + dlnn[a][:, None] * first)
+
+
 def local_fit(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray, quadratic: bool,
               ridge: float = 1e-10):
     """Weighted least squares dy ~ sum_j c_j dx_j (+ 1/2 sum_ij q_ij dx_i dx_j), no intercept.

@@ -35,7 +35,8 @@ class Swarm:
 
     positions (L, D) bohr; momenta (L, D) a.u.; rho (L, N, N) in each trajectory's current
     adiabatic basis; elec list of ``ElectronicData``; forces (L, D) hartree/bohr split into
-    mean-field, geometric and quantum-coupling parts; extra (L, N, N) hartree: the method's
+    mean-field, geometric and quantum-coupling parts (f_qc includes the quantum force of Eq. 68
+    when ``Propagator.quantum_force``); extra (L, N, N) hartree: the method's
     generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason.
     """
 
@@ -78,6 +79,8 @@ class Propagator:
     bandwidth_factor, bandwidth_bohr, ridge, cutoff, demodulate : swarm estimator options
         (``fields``; ``demodulate`` regresses coherences in their co-moving phase frame, see
         ``fields.coherence_wavevector``)
+    quantum_force : add the quantum force of Eq. 68 (``fields.quantum_force``), estimated from
+        the swarm and recorded with the quantum-coupling force (``f_qc``)
     comm : communicator (``SerialComm`` or mpi4py)
     """
 
@@ -91,6 +94,7 @@ class Propagator:
     cutoff: float = 4.0
     comm: object = field(default_factory=SerialComm)
     demodulate: bool = True
+    quantum_force: bool = False
 
     def __post_init__(self):
         self._method = METHODS[self.method]
@@ -202,6 +206,10 @@ class Propagator:
         if local:
             s.extra[local] = extra_generator(self._method, inv_mass, dl, drho, d2rho)
             s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
+            if self.quantum_force:
+                for i in local:
+                    s.f_qc[i] += fl.quantum_force(where[int(s.ids[i])], pos, w, h, dlnn, inv_mass,
+                                                  self.ridge)
 
     def gather(self, s: Swarm) -> dict:
         """{trajectory id: (position, rho, electronic data, active)} over all ranks; the

@@ -11,10 +11,13 @@ def trajectory_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
-def sample_wavepacket(position_bohr, momentum_au, width_bohr, n_trajectories: int, seed: int):
+def sample_wavepacket(position_bohr, momentum_au, width_bohr, n_trajectories: int, seed: int,
+                      hydrodynamic: bool = False):
     """Wigner sampling of psi(x) ∝ exp(-(x-x0)^2/(4 s^2) + i k x) per degree of freedom.
 
     The Wigner function is Gaussian in x (std ``width_bohr`` = s) and p (std 1/(2 s), hbar = 1).
+    With ``hydrodynamic`` the momenta are all k (the phase gradient of psi: the fluid elements of
+    the packet) and the positions are the same draws as the Wigner sampling's.
 
     Returns
     -------
@@ -28,5 +31,5 @@ def sample_wavepacket(position_bohr, momentum_au, width_bohr, n_trajectories: in
     for i in range(n_trajectories):
         z = trajectory_rng(seed, i).standard_normal((2, x0.size))
         pos[i] = x0 + s * z[0]
-        mom[i] = k + z[1] / (2.0 * s)
+        mom[i] = k if hydrodynamic else k + z[1] / (2.0 * s)
     return pos, mom

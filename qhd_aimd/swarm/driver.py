@@ -29,7 +29,8 @@ def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
         from qhd_aimd.prepare.wavepacket import sample_wavepacket
 
         pos, mom = sample_wavepacket(ini.position_bohr, ini.momentum_au, ini.width_bohr,
-                                     ini.n_trajectories, ini.seed)
+                                     ini.n_trajectories, ini.seed,
+                                     hydrodynamic=ini.sampling == "hydrodynamic")
         return {"positions": pos, "momenta": mom, "states": np.full(len(pos), ini.state), "symbols": None}
     from qhd_aimd.prepare.molecule import load_initial_conditions, prepare_molecule
 
@@ -80,7 +81,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     fcfg = cfg.fields
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
-                      fcfg.demodulate)
+                      fcfg.demodulate, fcfg.quantum_force)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
 

@@ -173,3 +173,25 @@ def test_geometric_methods_with_exact_fields_keep_berry_passage_adiabatic(method
         s = prop.step(s)
     assert np.real(s.rho[:, 1, 1]).max() < 1e-6
     assert s.positions[:, 0].min() > 3.0  # all through the crossing
+
+
+def test_quantum_force_spreads_a_hydrodynamic_swarm_like_the_free_gaussian():
+    """Hydrodynamic initial conditions (all momenta = k) far from any coupling: without the
+    quantum force the swarm does not spread; with it the width follows the free Gaussian
+    s(t) = s sqrt(1 + (t / 2 M s^2)^2) up to the kernel bias (s^2 / (s^2 + h^2))^2 on the force."""
+    model = get_model("tully_simple")  # flat, uncoupled far left
+    backend = ModelBackend(model)
+    s0, t_final, dt = 1.0, 4000.0, 20.0
+    pos, mom = sample_wavepacket([-40.0], [5.0], s0, 200, 3, hydrodynamic=True)
+    assert np.all(mom == 5.0)
+    widths = {}
+    for qf in (False, True):
+        prop = Propagator(backend, "ehrenfest_qc", dt, 2, quantum_force=qf)
+        s = prop.initialize(np.arange(len(pos)), pos, mom, np.zeros(len(pos), int))
+        for _ in range(int(t_final / dt)):
+            s = prop.step(s)
+        assert s.positions[:, 0].max() < -15.0  # stayed in the flat region
+        widths[qf] = s.positions[:, 0].std() / pos[:, 0].std()
+    exact = np.sqrt(1 + (t_final / (2 * model.mass * s0**2)) ** 2)  # 1.414
+    assert abs(widths[False] - 1.0) < 1e-6
+    assert 0.85 * exact < widths[True] < 1.02 * exact
