@@ -1,6 +1,6 @@
 """Compare the four methods of Table II with the exact split-operator reference on Tully's models.
 
-Usage: python docs/validation/compare_methods.py [n_trajectories] [--plain] [model:k ...]
+Usage: python docs/validation/compare_methods.py [n_trajectories] [--plain] [--qhd] [model:k ...]
                                                  [method ...]
        > docs/validation/compare_methods.txt
 
@@ -8,7 +8,8 @@ For each (model, momentum): exact transmission/reflection per adiabatic state an
 indicator D_12(t) from ``qhd_aimd.exact``; for each method the swarm estimates of the same, their
 errors (sum over states of |T - T_exact| + |R - R_exact|, max |p_1(t) - p_1,exact(t)|, time-mean
 |D_12(t) - D_12,exact(t)|) and the wall time. Same initial swarm (Wigner sampling, seed 1) for all
-methods; dt = 4 a.u.; default swarm-estimator options.
+methods; dt = 4 a.u.; default swarm-estimator options. ``--qhd``: the coupled methods run as full
+QHD (``initial.sampling: hydrodynamic``, ``fields.quantum_force: true``), Ehrenfest as before.
 """
 
 import sys
@@ -29,8 +30,9 @@ CASES = [("tully_simple", 15.0, -10.0, 3500.0), ("tully_simple", 30.0, -10.0, 15
 DT, WIDTH = 4.0, 1.0
 
 
-def main(n_traj=100, demodulate=True, only=None, methods=None):
-    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1, demodulate={demodulate}")
+def main(n_traj=100, demodulate=True, only=None, methods=None, qhd=False):
+    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1, demodulate={demodulate}"
+          + (", coupled methods as full QHD (hydrodynamic sampling + quantum force)" if qhd else ""))
     print("model           k    method                   T0     T1     R0     R1   err_TR  max|dp1|  mean|dD|   wall_s")
     for name, k, x0, t_final in CASES:
         if only and f"{name}:{k:g}" not in only:
@@ -47,8 +49,10 @@ def main(n_traj=100, demodulate=True, only=None, methods=None):
         backend = ModelBackend(get_model(name))
         for method in methods or METHODS:
             t0 = time.perf_counter()
-            prop = Propagator(backend, method, DT, 10, demodulate=demodulate)
-            s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
+            full = qhd and method != "ehrenfest"
+            prop = Propagator(backend, method, DT, 10, demodulate=demodulate, quantum_force=full)
+            p0 = np.full_like(mom, k) if full else mom  # hydrodynamic: the same positions, p = k
+            s = prop.initialize(np.arange(n_traj), pos, p0, np.zeros(n_traj, int))
             p1, d12 = [np.real(s.rho[:, 1, 1]).mean()], [np.mean(np.abs(s.rho[:, 0, 1]) ** 2)]
             for _ in range(n_steps):
                 s = prop.step(s)
@@ -68,4 +72,5 @@ def main(n_traj=100, demodulate=True, only=None, methods=None):
 if __name__ == "__main__":
     args = sys.argv[1:]
     main(int(args[0]) if args else 100, demodulate="--plain" not in args,
-         only=[a for a in args[1:] if ":" in a], methods=[a for a in args[1:] if a in METHODS])
+         only=[a for a in args[1:] if ":" in a], methods=[a for a in args[1:] if a in METHODS],
+         qhd="--qhd" in args)
