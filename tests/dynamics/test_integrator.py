@@ -181,8 +181,8 @@ def test_quantum_force_spreads_a_hydrodynamic_swarm_like_the_free_gaussian():
     s(t) = s sqrt(1 + (t / 2 M s^2)^2) up to the kernel bias (s^2 / (s^2 + h^2))^2 on the force."""
     model = get_model("tully_simple")  # flat, uncoupled far left
     backend = ModelBackend(model)
-    s0, t_final, dt = 1.0, 4000.0, 20.0
-    pos, mom = sample_wavepacket([-40.0], [5.0], s0, 200, 3, hydrodynamic=True)
+    s0, t_final, dt = 1.0, 4000.0, 40.0
+    pos, mom = sample_wavepacket([-40.0], [5.0], s0, 120, 3, hydrodynamic=True)
     assert np.all(mom == 5.0)
     widths = {}
     for qf in (False, True):
