@@ -139,22 +139,27 @@ def score(s, p1, d12, ex, n_steps):
             f"{dd:9.4f}")
 
 
-def main_qhd(n_traj=100, only=None):
-    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1; "
-          "geometric_ehrenfest_qc with exact fields; ehrenfest (Wigner, own fields) for reference")
-    print("model           k    initial conditions, force            T0     T1     R0     R1"
-          "   err_TR  max|dp1|  mean|dD|   wall_s")
+def cases(n_traj, only, width):
+    """Per selected case: print the exact row; yield (k, exact fields, n_steps, Wigner swarm,
+    backend)."""
     for name, k, x0, t_final in CASES:
         if only and f"{name}:{k:g}" not in only:
             continue
         model = get_model(name)
         ex = ExactFields(model, x0, k, t_final)
         ref_t, ref_r = ex.result.transmission, ex.result.reflection
-        n_steps = int(round(t_final / DT))
-        print(f"{name:15s} {k:4.0f}  {'exact':36s} {ref_t[0]:6.3f} {ref_t[1]:6.3f} "
+        print(f"{name:15s} {k:4.0f}  {'exact':{width}s} {ref_t[0]:6.3f} {ref_t[1]:6.3f} "
               f"{ref_r[0]:6.3f} {ref_r[1]:6.3f}", flush=True)
-        pos, mom = sample_wavepacket(x0, k, WIDTH, n_traj, 1)
-        backend = ModelBackend(model)
+        yield (k, ex, int(round(t_final / DT)), sample_wavepacket(x0, k, WIDTH, n_traj, 1),
+               ModelBackend(model))
+
+
+def main_qhd(n_traj=100, only=None):
+    print(f"# {n_traj} trajectories, width {WIDTH} bohr, dt {DT} a.u., seed 1; "
+          "geometric_ehrenfest_qc with exact fields; ehrenfest (Wigner, own fields) for reference")
+    print("model           k    initial conditions, force            T0     T1     R0     R1"
+          "   err_TR  max|dp1|  mean|dD|   wall_s")
+    for k, ex, n_steps, (pos, mom), backend in cases(n_traj, only, 36):
         runs = [("Wigner, ehrenfest", "ehrenfest", mom, None, False),
                 ("Wigner, classical", "geometric_ehrenfest_qc", mom, ex, False),
                 ("Wigner, + quantum force", "geometric_ehrenfest_qc", mom, ex, True),
@@ -174,17 +179,7 @@ def main(n_traj=100, only=None):
           "estimators, exact fields = oracle from the split-operator solution")
     print("model           k    method                   fields          T0     T1     R0     R1"
           "   err_TR  max|dp1|  mean|dD|   wall_s")
-    for name, k, x0, t_final in CASES:
-        if only and f"{name}:{k:g}" not in only:
-            continue
-        model = get_model(name)
-        ex = ExactFields(model, x0, k, t_final)
-        ref_t, ref_r = ex.result.transmission, ex.result.reflection
-        n_steps = int(round(t_final / DT))
-        print(f"{name:15s} {k:4.0f}  {'exact':22s} {'':12s} {ref_t[0]:6.3f} {ref_t[1]:6.3f} "
-              f"{ref_r[0]:6.3f} {ref_r[1]:6.3f}", flush=True)
-        pos, mom = sample_wavepacket(x0, k, WIDTH, n_traj, 1)
-        backend = ModelBackend(model)
+    for _, ex, n_steps, (pos, mom), backend in cases(n_traj, only, 35):
         for method in METHODS:
             for label, oracle in (("swarm", None), ("exact fields", ex)):
                 if method == "ehrenfest" and oracle is not None:

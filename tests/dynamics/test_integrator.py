@@ -178,7 +178,7 @@ def test_geometric_methods_with_exact_fields_keep_berry_passage_adiabatic(method
 def test_quantum_force_spreads_a_hydrodynamic_swarm_like_the_free_gaussian():
     """Hydrodynamic initial conditions (all momenta = k) far from any coupling: without the
     quantum force the swarm does not spread; with it the width follows the free Gaussian
-    s(t) = s sqrt(1 + (t / 2 M s^2)^2) (within the kernel bias of the force, see fields.quantum_force)."""
+    s(t) = s sqrt(1 + (t / 2 M s^2)^2) (up to the kernel bias of fields.quantum_force)."""
     model = get_model("tully_simple")  # flat, uncoupled far left
     backend = ModelBackend(model)
     s0, t_final, dt = 1.0, 4000.0, 40.0
