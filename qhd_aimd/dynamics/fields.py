@@ -125,29 +125,60 @@ def coherence_wavevector(energies: np.ndarray, velocity: np.ndarray, v_min: floa
     return -gap[:, :, None] * velocity[None, None, :] / v2
 
 
+def slow_part(rho: np.ndarray, energies: np.ndarray, velocity: np.ndarray, dhdx=None,
+              gap_min: float = 1e-8) -> np.ndarray:
+    """The part of rho that does not turn with the flow, (N, N): populations plus the coherences
+    slaved to the states by adiabatic following (first order),
+    s_nm = i v.d_nm (rho_mm - rho_nn) / (E_n - E_m), d_nm = <u_n|d u_m> = dhdx_nm / (E_m - E_n).
+
+    The rest, rho - slow_part, are the freely turning coherences, ~ exp(-i (E_n - E_m) t) along
+    the flow, which ``rho_derivatives`` demodulates. s transforms like rho under any re-phasing
+    of the states (gauge covariant). Without couplings (``dhdx`` None, e.g. the one-solve ab
+    initio force) only the populations.
+    """
+    slow = np.diag(np.diagonal(rho)).astype(complex)
+    if dhdx is None:
+        return slow
+    gap = energies[:, None] - energies[None, :]  # E_n - E_m
+    ok = np.abs(gap) > gap_min
+    vdh = np.einsum("j,jnm->nm", velocity, np.asarray(dhdx))  # (E_m - E_n) v.d_nm off the diagonal
+    pop = np.real(np.diagonal(rho))
+    return slow + np.where(ok, -1j * vdh * (pop[None, :] - pop[:, None]) / np.where(ok, gap**2, 1.0), 0.0)
+
+
 def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True, kappa=None):
     """d_j rho and d_j^2 rho at trajectory ``a`` in its own basis, each (D, N, N).
 
     ``rho_in_frame(a, nbrs)`` returns the neighbours' rho expressed in a's basis, (K, N, N),
-    plus a's own rho, (N, N); it is called only with neighbours of non-zero weight.
+    plus a's own rho, (N, N), and optionally the same two for the slow part of rho
+    (``slow_part``); it is called only with neighbours of non-zero weight.
 
     With ``kappa`` (N, N, D) (see ``coherence_wavevector``) the regression is done on the
     demodulated field f = rho exp(-i kappa . dx), which is smooth even when the coherences
     oscillate on a scale shorter than the bandwidth; then d rho = d f + i kappa rho and
-    d^2 rho = d^2 f + 2 i kappa d f - kappa^2 rho at the centre.
+    d^2 rho = d^2 f + 2 i kappa d f - kappa^2 rho at the centre. This holds for freely turning
+    coherences; slaved ones (adiabatic following, e.g. across berry_2d's crossing) follow the
+    states and do not turn with the flow: demodulating them turns a smooth field into a fast
+    oscillation. With the slow parts given, only rho - slow is demodulated and the slow part is
+    regressed plainly (rho = slow + free, both fields, exactly).
     """
     nbrs = np.array([b for b in np.flatnonzero(w[a]) if b != a], int)
-    rho_nbrs, rho_a = rho_in_frame(a, nbrs)
+    rho_nbrs, rho_a, *slow = rho_in_frame(a, nbrs)
     if len(nbrs) == 0:
         z = np.zeros((positions.shape[1],) + rho_a.shape, dtype=complex)
         return z, z.copy()
     dx = positions[nbrs] - positions[a]
     if kappa is None:
         return local_fit(dx, rho_nbrs - rho_a, w[a, nbrs], h, quadratic, ridge)
+    p1 = p2 = 0.0
+    if slow:
+        slow_nbrs, slow_a = slow
+        p1, p2 = local_fit(dx, slow_nbrs - slow_a, w[a, nbrs], h, quadratic, ridge)
+        rho_nbrs, rho_a = rho_nbrs - slow_nbrs, rho_a - slow_a
     phase = np.exp(-1j * np.einsum("nmj,kj->knm", kappa, dx))  # (K, N, N)
     d1, d2 = local_fit(dx, rho_nbrs * phase - rho_a, w[a, nbrs], h, quadratic, ridge)
     kap = np.moveaxis(kappa, 2, 0)  # (D, N, N)
-    return d1 + 1j * kap * rho_a, d2 + 2j * kap * d1 - kap**2 * rho_a
+    return p1 + d1 + 1j * kap * rho_a, p2 + d2 + 2j * kap * d1 - kap**2 * rho_a
 
 
 def metric(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:

@@ -173,15 +173,20 @@ class Propagator:
         d = pos.shape[1]
         quadratic = self._method.geometric
 
+        local = list(np.flatnonzero(s.active))
+        frames = self._frames(g, act_ids, w, [where[int(s.ids[i])] for i in local])
+
         def rho_in_frame(a, nbrs):
             own = g[act_ids[a]]
             if len(nbrs) == 0:
                 return np.zeros((0,) + own[1].shape, complex), own[1]
             others = [g[act_ids[b]] for b in nbrs]
-            u_ab = unitarize(overlaps(self.backend, own[2], [o[2] for o in others]))
-            return to_frame(np.stack([o[1] for o in others]), u_ab), own[1]
+            u_ab = np.stack([frames[(a, b)] if a < b else frames[(b, a)].conj().T for b in nbrs])
+            out = to_frame(np.stack([o[1] for o in others]), u_ab), own[1]
+            if self.demodulate:  # and the slow parts (populations, slaved coherences)
+                out += to_frame(np.stack([o[4] for o in others]), u_ab), own[4]
+            return out
 
-        local = list(np.flatnonzero(s.active))
         drho = np.zeros((len(local), d) + s.rho.shape[1:], complex)
         d2rho = np.zeros_like(drho)
         gm = np.zeros((len(local), d, d))
@@ -211,10 +216,33 @@ class Propagator:
                     s.f_qc[i] += fl.quantum_force(where[int(s.ids[i])], pos, w, h, dlnn, inv_mass,
                                                   self.ridge)
 
+    def _frames(self, g, act_ids, w, mine) -> dict:
+        """{(a, b): polar(<u(a)|u(b)>)} for every neighbour pair a < b (indices into ``act_ids``)
+        that touches a trajectory of this rank. Each pair is computed once, by the rank that owns
+        a, batched over a's neighbours b > a, and shared: the other member uses polar(S)^+ =
+        polar(S^+). The same calls on any number of ranks, so results do not depend on it."""
+        frames = {}
+        for a in mine:
+            nbrs = [b for b in np.flatnonzero(w[a]) if b > a]
+            if nbrs:
+                u = unitarize(overlaps(self.backend, g[act_ids[a]][2], [g[act_ids[b]][2] for b in nbrs]))
+                frames.update(((a, int(b)), ub) for b, ub in zip(nbrs, u))
+        if getattr(self.comm, "size", 1) > 1:
+            for part in self.comm.allgather(frames):
+                frames.update(part)
+        return frames
+
     def gather(self, s: Swarm) -> dict:
-        """{trajectory id: (position, rho, electronic data, active)} over all ranks; the
-        electronic data reduced to what overlaps need (``ElectronicData.for_overlaps``)."""
-        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i].for_overlaps(), bool(s.active[i]))
+        """{trajectory id: (position, rho, electronic data, active, slow part of rho or None)}
+        over all ranks; the electronic data reduced to what overlaps need
+        (``ElectronicData.for_overlaps``); the slow part (``fields.slow_part``) with
+        ``demodulate``."""
+        def slow(i):
+            e = s.elec[i]
+            return fl.slow_part(s.rho[i], e.energies, s.momenta[i] / self.masses, e.dhdx) \
+                if self.demodulate else None
+
+        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i].for_overlaps(), bool(s.active[i]), slow(i))
                 for i, t in enumerate(s.ids)}
         out = {}
         for part in self.comm.allgather(mine):

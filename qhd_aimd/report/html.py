@@ -73,6 +73,7 @@ class Exact:
     populations: dict | None = None  # {"time_fs": (F,), "p": (F, N)}
     coherence: dict | None = None  # {"time_fs": (F,), "d_0_1": (F,)}
     scattering: list[dict] | None = None
+    momentum: list[dict] | None = None  # exact_momentum.csv rows (2-D models)
     attrs: dict = field(default_factory=dict)
 
 
@@ -135,6 +136,10 @@ def load_exact(path: str | Path) -> Exact:
     if sc is not None:
         header, data = sc
         ex.scattering = [dict(zip(header, row)) for row in data]
+    mom = _read_csv(path / "exact_momentum.csv")
+    if mom is not None:
+        header, data = mom
+        ex.momentum = [dict(zip(header, row)) for row in data]
     if (path / "exact.h5").exists():
         with h5py.File(path / "exact.h5", "r") as f:
             ex.attrs = {k: _plain(v) for k, v in f.attrs.items()}
@@ -369,6 +374,29 @@ def _scattering(sec: Section) -> list[dict]:
     return rows
 
 
+def _momentum(sec: Section) -> dict | None:
+    """Final swarm-mean momentum of each run and the exact one (population-weighted over the
+    adiabats of ``exact_momentum.csv``, per state too): the Berry-force deflection of 2-D models."""
+    runs = [r for r in sec.runs if "final_mean_momentum" in r.obs]
+    exact = sec.exact.momentum if sec.exact is not None else None
+    if not runs and not exact:
+        return None
+    dim = len(runs[0].obs["final_mean_momentum"]) if runs else \
+        sum(k.startswith("mean_p_") and not k.endswith("_sq_au") for k in exact[0])
+    labels = list("xyz")[:dim]
+    rows = [{"label": r.method, "p": [float(v) for v in r.obs["final_mean_momentum"]]} for r in runs]
+    if exact:
+        total = np.zeros(dim)
+        for e in exact:
+            p_n = np.array([e[f"mean_p_{c}_au"] for c in labels])
+            if e["population"] > 0 and np.all(np.isfinite(p_n)):
+                total += e["population"] * p_n
+            rows.append({"label": f"exact, state {int(e['state'])} (population {e['population']:.3g})",
+                         "p": [float(v) for v in p_n]})
+        rows.insert(len(runs), {"label": "exact", "p": [float(v) for v in total]})
+    return {"labels": labels, "rows": rows}
+
+
 # ---------------------------------------------------------------------------------- provenance
 def package_versions() -> dict[str, str]:
     out = {}
@@ -438,6 +466,7 @@ def write_report(run_dirs, out_dir, exact_dirs=(), title: str = "qhd_aimd study"
         page_sections.append({
             "label": sec.label, "slug": sec.slug, "figures": figs,
             "summaries": [_summary(r) for r in sec.runs], "scattering": _scattering(sec),
+                     "momentum": _momentum(sec),
             "exact": None if sec.exact is None else {"path": str(sec.exact.path),
                                                      "attrs": sec.exact.attrs},
             "failures": [{"method": r.method, "path": str(r.path), "id": tid, "reason": why}

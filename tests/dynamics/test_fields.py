@@ -122,6 +122,68 @@ def test_demodulated_regression_resolves_short_wavelength_coherence():
     assert np.abs(d2[0] - fd2).max() < 0.02 * np.abs(fd2).max()
 
 
+def test_only_the_free_part_of_rho_is_demodulated():
+    """rho = slow + free (``slow_part``): the demodulated fit acts on the free part only, the slow
+    part is fitted plainly. All slow: the plain estimate; no slow part: the demodulated one; a
+    sum of a smooth slow coherence and a fast free one: each resolved by its own model."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([[0.0], rng.normal(size=150)])[:, None]
+    h = fl.bandwidth(x)
+    w = fl.kernel_matrix(x, h)
+    kappa = np.zeros((2, 2, 1))
+    kappa[1, 0, 0], kappa[0, 1, 0] = 25.0, -25.0
+
+    def field(xx, k):  # pure state, coherence ~ exp(i k x)
+        a = 0.6 + 0.2 * xx
+        psi = np.stack([np.cos(a), np.sin(a) * np.exp(1j * k * xx)], -1)
+        return psi[..., :, None] * psi[..., None, :].conj()
+
+    def total(xx):  # a smooth (e.g. slaved) coherence plus a fast free one
+        return field(xx, 0.3) + 0.3 * field(xx, 25.0) * (1 - np.eye(2))
+
+    slow = field(x[:, 0], 0.3)
+    free = total(x[:, 0]) - slow
+    fit = lambda rho, sl: fl.rho_derivatives(  # noqa: E731
+        0, x, w, h, lambda a, nb: (rho[nb], rho[a]) + (() if sl is None else (sl[nb], sl[a])),
+        1e-12, True, kappa)
+    plain = fl.rho_derivatives(0, x, w, h, lambda a, nb: (slow[nb], slow[a]), 1e-12, True)
+    assert all(np.allclose(p, q) for p, q in zip(fit(slow, slow), plain))
+    assert all(np.allclose(p, q) for p, q in zip(fit(slow, None), fit(slow, 0 * slow)))
+    eps = 1e-5
+    first = (total(np.array(eps)) - total(np.array(-eps))) / (2 * eps)
+    second = (total(np.array(eps)) - 2 * total(np.array(0.0)) + total(np.array(-eps))) / eps**2
+    d1, d2 = fit(slow + free, slow)
+    assert np.abs(d1[0] - first).max() < 0.03 * np.abs(first).max()
+    assert np.abs(d2[0] - second).max() < 0.03 * np.abs(second).max()
+    d1, d2 = fit(slow + free, None)  # everything demodulated: the smooth coherence is lost
+    assert np.abs(d2[0] - second).max() > 0.3 * np.abs(second).max()
+
+
+def test_slow_part_is_gauge_covariant_and_follows_the_adiabatic_coherence():
+    """slow_part = populations + first-order adiabatic-following coherence: transforms like rho
+    under re-phasing of the states; on an adiabatic Ehrenfest passage of berry_2d it accounts for
+    the coherence (|rho_01 - s_01| small against |rho_01|); with no coupling, populations only."""
+    from qhd_aimd.dynamics.integrator import Propagator
+
+    model = get_model("berry_2d")
+    backend = ModelBackend(model)
+    prop = Propagator(backend, "ehrenfest", 2.5, 10)
+    s = prop.initialize([0], np.array([[-4.0, 0.3]]), np.array([[20.0, 0.0]]), [0])
+    while s.positions[0, 0] < 0.0:
+        s = prop.step(s)
+    e, rho, vel = s.elec[0], s.rho[0], s.momenta[0] / backend.masses
+    slow = fl.slow_part(rho, e.energies, vel, e.dhdx)
+    assert abs(rho[0, 1]) > 1e-2
+    assert abs(rho[0, 1] - slow[0, 1]) < 0.3 * abs(rho[0, 1])
+    assert np.allclose(np.diagonal(slow), np.diagonal(rho))
+    assert np.allclose(slow, slow.conj().T)
+    phases = np.exp(1j * np.array([0.7, -2.1]))
+    g = np.diag(phases)  # |u_n> -> |u_n> e^{i phi_n}: rho -> G^+ rho G, dhdx -> G^+ dhdx G
+    moved = fl.slow_part(g.conj().T @ rho @ g, e.energies, vel, g.conj().T @ e.dhdx @ g)
+    assert np.allclose(moved, g.conj().T @ slow @ g)
+    assert np.allclose(fl.slow_part(rho, e.energies, vel, None), np.diag(np.diagonal(rho)))
+
+
 def test_coherence_wavevector_matches_swarm_phase_gradient():
     """After an Ehrenfest passage the coherence phase across the swarm advances with
     kappa_01 = -(E_0 - E_1) v / v^2 (measured in a's frame via overlaps, gauge invariant)."""

@@ -161,3 +161,28 @@ def test_cli_report_and_missing_observables(study, tmp_path, capsys):
     assert "qhd-aimd aggregate" in capsys.readouterr().err
     with pytest.raises(QhdError, match="no exact"):
         write_report(dirs, tmp_path / "r3", exact_dirs=[tmp_path])
+
+
+def test_momentum_table_for_2d_model(tmp_path):
+    """2-D models: the final swarm-mean momentum (Berry deflection) next to the exact one,
+    population-weighted over the adiabats of exact_momentum.csv and per state."""
+    cfg = {"name": "berry", "system": {"model": "berry_2d"},
+           "initial": {"position_bohr": [-4.0, 0.0], "momentum_au": [20.0, 0.0], "width_bohr": 1.0,
+                       "n_trajectories": 4, "seed": 1},
+           "method": "ehrenfest", "dynamics": {"dt_au": 5.0, "t_final_au": 400.0}}
+    run_dir = tmp_path / "berry" / "ehrenfest"
+    run_study(parse_config(cfg), run_dir, progress=False)
+    obs = aggregate(run_dir)
+    ex = tmp_path / "berry" / "exact"
+    _fake_exact(ex, "berry")
+    (ex / "exact_momentum.csv").write_text(
+        "state,population,mean_p_x_au,mean_p_y_au,mean_p_x_sq_au,mean_p_y_sq_au\n"
+        "0,0.75,19.36,-5.0,375.1,25.3\n1,0.25,20.0,0.0,400.0,0.3\n")
+    html = write_report([run_dir], tmp_path / "rep", exact_dirs=[ex]).read_text()
+    table = html[html.index('class="momentum"'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + 1 + 1 + 2  # header, run, exact, 2 states
+    px, py = obs["final_mean_momentum"]
+    assert py < -4.5  # the Berry kick on the lower adiabat
+    assert f"{px:.4f}" in table and f"{py:.4f}" in table
+    assert "19.5200" in table and "-3.7500" in table  # 0.75 * (19.36, -5) + 0.25 * (20, 0)
