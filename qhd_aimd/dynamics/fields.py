@@ -125,12 +125,18 @@ def coherence_wavevector(energies: np.ndarray, velocity: np.ndarray, v_min: floa
     return -gap[:, :, None] * velocity[None, None, :] / v2
 
 
+ADIABATIC_GAMMA = 0.25  # |v.d| / |dE| above which a coherence is no longer slaved
+
+
 def slow_part(rho: np.ndarray, energies: np.ndarray, velocity: np.ndarray, dhdx=None,
               gap_min: float = 1e-8) -> np.ndarray:
     """The part of rho that does not turn with the flow, (N, N): populations plus the coherences
     slaved to the states by adiabatic following (first order),
     s_nm = i v.d_nm (rho_mm - rho_nn) / (E_n - E_m), d_nm = <u_n|d u_m> = dhdx_nm / (E_m - E_n).
 
+    First-order following holds only for an adiabatic passage, gamma = |v.d_nm| / |E_n - E_m|
+    << 1: s_nm is weighted by 1 / (1 + (gamma / ``ADIABATIC_GAMMA``)^4), so that through a
+    non-adiabatic region (gamma ~ 1, where coherence is created, not slaved) it is left out.
     The rest, rho - slow_part, are the freely turning coherences, ~ exp(-i (E_n - E_m) t) along
     the flow, which ``rho_derivatives`` demodulates. s transforms like rho under any re-phasing
     of the states (gauge covariant). Without couplings (``dhdx`` None, e.g. the one-solve ab
@@ -141,9 +147,12 @@ def slow_part(rho: np.ndarray, energies: np.ndarray, velocity: np.ndarray, dhdx=
         return slow
     gap = energies[:, None] - energies[None, :]  # E_n - E_m
     ok = np.abs(gap) > gap_min
-    vdh = np.einsum("j,jnm->nm", velocity, np.asarray(dhdx))  # (E_m - E_n) v.d_nm off the diagonal
+    safe = np.where(ok, gap, 1.0)
+    vd = -np.einsum("j,jnm->nm", velocity, np.asarray(dhdx)) / safe  # v.d_nm
+    gamma = np.abs(vd / safe)  # adiabaticity |v.d_nm| / |E_n - E_m|
+    weight = 1.0 / (1.0 + (gamma / ADIABATIC_GAMMA) ** 4)
     pop = np.real(np.diagonal(rho))
-    return slow + np.where(ok, -1j * vdh * (pop[None, :] - pop[:, None]) / np.where(ok, gap**2, 1.0), 0.0)
+    return slow + np.where(ok, weight * 1j * vd * (pop[None, :] - pop[:, None]) / safe, 0.0)
 
 
 def rho_derivatives(a: int, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True, kappa=None):

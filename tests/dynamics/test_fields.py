@@ -162,7 +162,8 @@ def test_only_the_free_part_of_rho_is_demodulated():
 def test_slow_part_is_gauge_covariant_and_follows_the_adiabatic_coherence():
     """slow_part = populations + first-order adiabatic-following coherence: transforms like rho
     under re-phasing of the states; on an adiabatic Ehrenfest passage of berry_2d it accounts for
-    the coherence (|rho_01 - s_01| small against |rho_01|); with no coupling, populations only."""
+    the coherence (|rho_01 - s_01| small against |rho_01|); without couplings or through a
+    non-adiabatic crossing, populations only."""
     from qhd_aimd.dynamics.integrator import Propagator
 
     model = get_model("berry_2d")
@@ -182,6 +183,17 @@ def test_slow_part_is_gauge_covariant_and_follows_the_adiabatic_coherence():
     moved = fl.slow_part(g.conj().T @ rho @ g, e.energies, vel, g.conj().T @ e.dhdx @ g)
     assert np.allclose(moved, g.conj().T @ slow @ g)
     assert np.allclose(fl.slow_part(rho, e.energies, vel, None), np.diag(np.diagonal(rho)))
+    # a non-adiabatic crossing (tully_simple, k = 15: |v.d| / dE ~ 2) creates coherence, it
+    # does not slave it: the first-order following term is left out there
+    backend = ModelBackend(get_model("tully_simple"))
+    prop = Propagator(backend, "ehrenfest", 2.0, 10)
+    s = prop.initialize([0], np.array([[-4.0]]), np.array([[15.0]]), [0])
+    while s.positions[0, 0] < 0.0:
+        s = prop.step(s)
+    e, rho, vel = s.elec[0], s.rho[0], s.momenta[0] / backend.masses
+    gamma = abs(vel[0] * e.dhdx[0, 0, 1]) / np.ptp(e.energies) ** 2
+    assert gamma > 1.0 and abs(rho[0, 1]) > 0.1
+    assert abs(fl.slow_part(rho, e.energies, vel, e.dhdx)[0, 1]) < 0.01 * abs(rho[0, 1])
 
 
 def test_coherence_wavevector_matches_swarm_phase_gradient():
