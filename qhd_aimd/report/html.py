@@ -381,12 +381,14 @@ def _momentum(sec: Section) -> dict | None:
     exact = sec.exact.momentum if sec.exact is not None else None
     if not runs and not exact:
         return None
-    dim = len(runs[0].obs["final_mean_momentum"]) if runs else \
-        sum(k.startswith("mean_p_") and not k.endswith("_sq_au") for k in exact[0])
-    labels = list("xyz")[:dim]
+    if exact:
+        labels = [k[len("mean_p_"):-len("_au")] for k in exact[0]
+                  if k.startswith("mean_p_") and not k.endswith("_sq_au")]
+    else:
+        labels = list("xyz")[:len(runs[0].obs["final_mean_momentum"])]
     rows = [{"label": r.method, "p": [float(v) for v in r.obs["final_mean_momentum"]]} for r in runs]
     if exact:
-        total = np.zeros(dim)
+        total = np.zeros(len(labels))
         for e in exact:
             p_n = np.array([e[f"mean_p_{c}_au"] for c in labels])
             if e["population"] > 0 and np.all(np.isfinite(p_n)):
@@ -466,7 +468,7 @@ def write_report(run_dirs, out_dir, exact_dirs=(), title: str = "qhd_aimd study"
         page_sections.append({
             "label": sec.label, "slug": sec.slug, "figures": figs,
             "summaries": [_summary(r) for r in sec.runs], "scattering": _scattering(sec),
-                     "momentum": _momentum(sec),
+            "momentum": _momentum(sec),
             "exact": None if sec.exact is None else {"path": str(sec.exact.path),
                                                      "attrs": sec.exact.attrs},
             "failures": [{"method": r.method, "path": str(r.path), "id": tid, "reason": why}
