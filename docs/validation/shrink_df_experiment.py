@@ -39,28 +39,29 @@ def fit_se(dx, dy, w, h, ridge=1e-10):
     shape = (d,) + dy.shape[1:]
     return first.reshape(shape), second.reshape(shape), se2.reshape(shape)
 
-def patched(a, positions, w, h, rho_in_frame, ridge=1e-10, quadratic=True, kappa=None):
-    if kappa is None or not quadratic:
-        return ORIG(a, positions, w, h, rho_in_frame, ridge, quadratic, kappa)
-    nbrs = np.array([b for b in np.flatnonzero(w[a]) if b != a], int)
-    rho_nbrs, rho_a, *slow = rho_in_frame(a, nbrs)
-    if len(nbrs) == 0:
-        z = np.zeros((positions.shape[1],) + rho_a.shape, dtype=complex)
-        return z, z.copy()
-    dx = positions[nbrs] - positions[a]
-    p1 = p2 = 0.0
-    if slow:
-        slow_nbrs, slow_a = slow
-        p1, p2 = fl.local_fit(dx, slow_nbrs - slow_a, w[a, nbrs], h, quadratic, ridge)
-        rho_nbrs, rho_a = rho_nbrs - slow_nbrs, rho_a - slow_a
-    phase = np.exp(-1j * np.einsum("nmj,kj->knm", kappa, dx))
-    d1, d2, se2 = fit_se(dx, rho_nbrs * phase - rho_a, w[a, nbrs], h, ridge)
-    d1 = d1 * (np.abs(d1) ** 2 / (np.abs(d1) ** 2 + se2 + 1e-300))
-    kap = np.moveaxis(kappa, 2, 0)
-    return p1 + d1 + 1j * kap * rho_a, p2 + d2 + 2j * kap * d1 - kap**2 * rho_a
+def run_with_shrinkage():
+    """Patch ``fields``: inside ``rho_derivatives`` with a wavevector the fits are, in order, the
+    slow part and the demodulated free part (``slow_part`` is always given with demodulation);
+    the second one is replaced by ``fit_se`` with its first derivative shrunk."""
+    orig_rho, orig_fit = fl.rho_derivatives, fl.local_fit
+    calls = []
 
-ORIG = fl.rho_derivatives
-fl.rho_derivatives = patched
+    def rho_derivatives(*args, **kwargs):
+        calls.clear()
+        calls.append(len(args) > 7 and args[7] is not None or kwargs.get("kappa") is not None)
+        return orig_rho(*args, **kwargs)
+
+    def local_fit(dx, dy, w, h, quadratic, ridge=1e-10):
+        calls.append(None)
+        if not (calls[0] and quadratic and len(calls) == 3):
+            return orig_fit(dx, dy, w, h, quadratic, ridge)
+        d1, d2, se2 = fit_se(dx, dy, w, h, ridge)
+        return d1 * (np.abs(d1) ** 2 / (np.abs(d1) ** 2 + se2 + 1e-300)), d2
+
+    fl.rho_derivatives, fl.local_fit = rho_derivatives, local_fit
+
+
+run_with_shrinkage()
 import runpy
 if sys.argv[1] == "berry":
     from qhd_aimd.dynamics.integrator import Propagator
