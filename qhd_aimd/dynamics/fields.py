@@ -209,3 +209,151 @@ def metric_gradient(a: int, positions, w, h, g_all, ridge=1e-10) -> np.ndarray:
     dx = positions[nbrs] - positions[a]
     first, _ = local_fit(dx, g_all[nbrs] - g_all[a], w[a, nbrs], h, quadratic=False, ridge=ridge)
     return first
+
+
+# --------------------------------------------------------------------------------------------
+# Batched estimators (the integrator's hot path): every centre of the local swarm at once, with
+# dense (L, T) neighbour arrays (weight 0 = not a neighbour). Each centre's numbers are those of
+# the per-trajectory functions above (same model, same normal equations; round-off apart).
+
+
+def fit_kinds(n_neighbours: np.ndarray, dim: int, quadratic: bool) -> np.ndarray:
+    """Regression model per centre, (L,) int: 0 linear, 1 linear + diagonal quadratic,
+    2 linear + full quadratic (``local_fit``'s rule: the full Hessian when there are at least
+    twice as many neighbours as its coefficients)."""
+    if not quadratic:
+        return np.zeros(len(n_neighbours), int)
+    n_full = 2 * (2 * dim + dim * (dim - 1) // 2)
+    return np.where(n_neighbours >= n_full, 2, 1)
+
+
+def local_fit_batch(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray,
+                    quadratic: bool, ridge: float = 1e-10):
+    """``local_fit`` for L centres at once.
+
+    Parameters
+    ----------
+    dx : (L, T, P) displacements of the candidate neighbours from each centre; dy : (L, T, ...)
+    value differences; w : (L, T) weights, 0 for non-neighbours and for the centre itself;
+    h : (P,) column scales; ridge : Tikhonov parameter relative to the mean normal diagonal.
+
+    Returns
+    -------
+    first, second : (L, P, ...) first and diagonal second derivatives (second zero when not
+    ``quadratic``); rows of a centre whose normal equations cannot be solved are NaN (the
+    caller's fallback turns them into zero fields).
+    """
+    n_c, n_t, p = dx.shape
+    z = dx / h
+    y = dy.reshape(n_c, n_t, -1)
+    dtype = np.result_type(y.dtype, float)
+    first = np.zeros((n_c, p, y.shape[2]), dtype)
+    second = np.zeros_like(first)
+    kinds = fit_kinds((w > 0).sum(axis=1), p, quadratic)
+    iu = np.triu_indices(p, 1)
+    for kind in np.unique(kinds):
+        sel = np.flatnonzero(kinds == kind)
+        zs = z[sel]
+        cols = [zs]
+        if kind >= 1:
+            cols.append(0.5 * zs**2)
+        if kind == 2:
+            cols.append(zs[..., iu[0]] * zs[..., iu[1]])
+        a = np.concatenate(cols, axis=2)  # (Ls, T, Q)
+        aw_t = np.swapaxes(a * w[sel][..., None], 1, 2)  # (Ls, Q, T)
+        normal = aw_t @ a
+        q = normal.shape[1]
+        scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
+        normal = normal + ridge * scale[:, None, None] * np.eye(q)
+        rhs = aw_t @ y[sel]
+        try:
+            coef = np.linalg.solve(normal, rhs)
+        except np.linalg.LinAlgError:  # one singular centre: solve them one by one
+            coef = np.full(rhs.shape, np.nan, dtype=np.result_type(rhs.dtype, float))
+            for k in range(len(sel)):
+                try:
+                    coef[k] = np.linalg.solve(normal[k], rhs[k])
+                except np.linalg.LinAlgError:
+                    pass
+        first[sel] = coef[:, :p] / h[:, None]
+        if kind >= 1:
+            second[sel] = coef[:, p:2 * p] / (h**2)[:, None]
+    shape = (n_c, p) + dy.shape[2:]
+    return first.reshape(shape), second.reshape(shape)
+
+
+def coherence_wavevectors(energies: np.ndarray, velocity: np.ndarray, v_min: float = 1e-4) -> np.ndarray:
+    """``coherence_wavevector`` for L trajectories: energies (L, N), velocity (L, P) in the
+    coordinates of the fields -> (L, N, N, P)."""
+    v2 = np.einsum("lj,lj->l", velocity, velocity)
+    gap = energies[:, :, None] - energies[:, None, :]
+    safe = np.where(v2 < v_min**2, 1.0, v2)
+    k = -gap[..., None] * velocity[:, None, None, :] / safe[:, None, None, None]
+    k[v2 < v_min**2] = 0.0
+    return k
+
+
+def slow_parts(rho: np.ndarray, energies: np.ndarray, velocity: np.ndarray, dhdx=None,
+               gap_min: float = 1e-8) -> np.ndarray:
+    """``slow_part`` for L trajectories: rho (L, N, N), energies (L, N), velocity (L, D),
+    dhdx (L, D, N, N) or None -> (L, N, N)."""
+    n = rho.shape[-1]
+    slow = np.zeros(rho.shape, complex)
+    idx = np.arange(n)
+    slow[:, idx, idx] = np.diagonal(rho, axis1=1, axis2=2)
+    if dhdx is None:
+        return slow
+    gap = energies[:, :, None] - energies[:, None, :]
+    ok = np.abs(gap) > gap_min
+    safe = np.where(ok, gap, 1.0)
+    vd = -np.einsum("lj,ljnm->lnm", velocity, np.asarray(dhdx)) / safe
+    gamma = np.abs(vd / safe)
+    weight = 1.0 / (1.0 + (gamma / ADIABATIC_GAMMA) ** 4)
+    pop = np.real(np.diagonal(rho, axis1=1, axis2=2))
+    return slow + np.where(ok, weight * 1j * vd * (pop[:, None, :] - pop[:, :, None]) / safe, 0.0)
+
+
+def rho_derivatives_batch(dx, w, h, rho_nbrs, rho_c, slow_nbrs=None, slow_c=None, kappa=None,
+                          quadratic=True, ridge=1e-10):
+    """``rho_derivatives`` for L centres: d_p rho and d_p^2 rho in each centre's basis,
+    each (L, P, N, N).
+
+    dx (L, T, P) neighbour displacements; w (L, T) weights (0: not a neighbour / the centre);
+    rho_nbrs (L, T, N, N) the neighbours' rho in the centre's basis (anything finite where
+    w = 0); rho_c (L, N, N); slow_nbrs, slow_c the same for ``slow_part`` (or None); kappa
+    (L, N, N, P) co-moving wavevectors (``coherence_wavevectors``) or None (plain fit).
+    """
+    if kappa is None:
+        return local_fit_batch(dx, rho_nbrs - rho_c[:, None], w, h, quadratic, ridge)
+    p1 = p2 = 0.0
+    if slow_nbrs is not None:
+        p1, p2 = local_fit_batch(dx, slow_nbrs - slow_c[:, None], w, h, quadratic, ridge)
+        rho_nbrs, rho_c = rho_nbrs - slow_nbrs, rho_c - slow_c
+    phase = np.exp(-1j * np.einsum("lnmj,ltj->ltnm", kappa, dx))
+    d1, d2 = local_fit_batch(dx, rho_nbrs * phase - rho_c[:, None], w, h, quadratic, ridge)
+    kap = np.moveaxis(kappa, 3, 1)  # (L, P, N, N)
+    rc = rho_c[:, None]
+    return p1 + d1 + 1j * kap * rc, p2 + d2 + 2j * kap * d1 - kap**2 * rc
+
+
+def metrics(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:
+    """``metric`` for L trajectories: rho (L, N, N), drho (L, D, N, N) -> g (L, D, D)."""
+    return np.real(np.einsum("lab,lkbc,ljca->lkj", rho, drho, drho))
+
+
+def grad_log_density_at(coords: np.ndarray, w_rows: np.ndarray, h: np.ndarray,
+                        centres: np.ndarray) -> np.ndarray:
+    """``grad_log_density`` at the centres only: w_rows (L, T) kernel rows (self included),
+    centres (L,) indices into coords (T, P) -> (L, P)."""
+    diff = coords[None, :, :] - coords[centres][:, None, :]
+    return np.einsum("lt,ltj->lj", w_rows, diff) / (h**2 * w_rows.sum(axis=1)[:, None])
+
+
+def quantum_force_batch(dx, w, h, dlnn_c, dlnn_nbrs, inv_metric, ridge=1e-10) -> np.ndarray:
+    """``quantum_force`` for L centres in the fields' coordinates: dx (L, T, P), w (L, T),
+    dlnn_c (L, P) at the centres, dlnn_nbrs (T, P) everywhere, inv_metric (P,) -> (L, P).
+    Centres with fewer than 2 neighbours get zero."""
+    first, second = local_fit_batch(dx, dlnn_nbrs[None] - dlnn_c[:, None], w, h, True, ridge)
+    f = 0.25 * np.einsum("i,lik->lk", inv_metric, second + dlnn_c[:, :, None] * first)
+    f[(w > 0).sum(axis=1) < 2] = 0.0
+    return f

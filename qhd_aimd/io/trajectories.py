@@ -18,6 +18,10 @@ force_meanfield        (F, T, D)           -Tr(rho dH/dx), hartree/bohr
 force_geometric        (F, T, D)           geometric force, hartree/bohr
 force_qc               (F, T, D)           quantum-coupling force, hartree/bohr
 active                 (F, T)              False once a trajectory has failed
+fields_fallback        (F, T)              coupled methods: the swarm fields of that frame could
+                                           not be estimated for the trajectory (too few
+                                           neighbours, non-finite estimate) and were set to zero
+                                           (an Ehrenfest step); docs/physics.md
 masses_au              (D,)                nuclear mass per degree of freedom (m_e)
 =====================  ==================  ===============================================
 
@@ -46,7 +50,7 @@ import numpy as np
 FORMAT = "qhd_aimd.trajectories/1"
 FRAME_KEYS = ("step", "time_au", "positions_bohr", "momenta_au", "rho", "energies_hartree",
               "e_kin_hartree", "e_pot_hartree", "force_meanfield", "force_geometric", "force_qc",
-              "active")
+              "active", "fields_fallback")
 
 
 def frame_from_parts(parts: list[dict], step: int, time_au: float) -> dict:
@@ -72,6 +76,8 @@ def local_frame(swarm, masses) -> dict:
             "e_pot_hartree": e_pot[i], "force_meanfield": swarm.f_meanfield[i],
             "force_geometric": swarm.f_geometric[i], "force_qc": swarm.f_qc[i],
             "active": bool(swarm.active[i]),
+            "fields_fallback": bool(swarm.fields_fallback[i]) if swarm.fields_fallback is not None
+            else False,
         }
     return out
 
