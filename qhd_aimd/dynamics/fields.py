@@ -227,58 +227,72 @@ def fit_kinds(n_neighbours: np.ndarray, dim: int, quadratic: bool) -> np.ndarray
     return np.where(n_neighbours >= n_full, 2, 1)
 
 
-def local_fit_batch(dx: np.ndarray, dy: np.ndarray, w: np.ndarray, h: np.ndarray,
-                    quadratic: bool, ridge: float = 1e-10):
-    """``local_fit`` for L centres at once.
+def _segment_sum(x: np.ndarray, centre: np.ndarray, n_centres: int) -> np.ndarray:
+    """Sum of the rows of x (K, ...) per centre index (K,) sorted ascending -> (n_centres, ...),
+    each centre's rows added in their order (independent of the other centres)."""
+    out = np.zeros((n_centres,) + x.shape[1:], x.dtype)
+    if len(centre) == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, centre[1:] != centre[:-1]])
+    out[centre[starts]] = np.add.reduceat(x, starts, axis=0)
+    return out
+
+
+def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.ndarray,
+                    w: np.ndarray, h: np.ndarray, quadratic: bool, ridge: float = 1e-10):
+    """``local_fit`` for many centres at once, from their (centre, neighbour) pairs.
 
     Parameters
     ----------
-    dx : (L, T, P) displacements of the candidate neighbours from each centre; dy : (L, T, ...)
-    value differences; w : (L, T) weights, 0 for non-neighbours and for the centre itself;
-    h : (P,) column scales; ridge : Tikhonov parameter relative to the mean normal diagonal.
+    centre : (K,) centre index of every pair, sorted ascending; n_centres : L
+    dx : (K, P) neighbour displacement from its centre; dy : (K, ...) value differences;
+    w : (K,) weights (> 0); h : (P,) column scales; ridge : Tikhonov parameter relative to the
+    mean diagonal of each centre's normal matrix.
 
     Returns
     -------
     first, second : (L, P, ...) first and diagonal second derivatives (second zero when not
-    ``quadratic``); rows of a centre whose normal equations cannot be solved are NaN (the
-    caller's fallback turns them into zero fields).
+    ``quadratic``; both zero for a centre without pairs); a centre whose normal equations
+    cannot be solved gets NaN (the caller's fallback turns it into zero fields).
     """
-    n_c, n_t, p = dx.shape
+    k, p = dx.shape
     z = dx / h
-    y = dy.reshape(n_c, n_t, -1)
+    y = dy.reshape(k, -1)
     dtype = np.result_type(y.dtype, float)
-    first = np.zeros((n_c, p, y.shape[2]), dtype)
+    first = np.zeros((n_centres, p, y.shape[1]), dtype)
     second = np.zeros_like(first)
-    kinds = fit_kinds((w > 0).sum(axis=1), p, quadratic)
+    count = np.bincount(centre, minlength=n_centres)
+    kinds = fit_kinds(count, p, quadratic)
     iu = np.triu_indices(p, 1)
-    for kind in np.unique(kinds):
-        sel = np.flatnonzero(kinds == kind)
-        zs = z[sel]
+    for kind in np.unique(kinds[count > 0]):
+        sel = np.flatnonzero((kinds == kind) & (count > 0))
+        rows = np.flatnonzero(kinds[centre] == kind)
+        zs = z[rows]
         cols = [zs]
         if kind >= 1:
             cols.append(0.5 * zs**2)
         if kind == 2:
-            cols.append(zs[..., iu[0]] * zs[..., iu[1]])
-        a = np.concatenate(cols, axis=2)  # (Ls, T, Q)
-        aw_t = np.swapaxes(a * w[sel][..., None], 1, 2)  # (Ls, Q, T)
-        normal = aw_t @ a
+            cols.append(zs[:, iu[0]] * zs[:, iu[1]])
+        a = np.concatenate(cols, axis=1)  # (Ks, Q)
+        aw = a * w[rows, None]
+        normal = _segment_sum(aw[:, :, None] * a[:, None, :], centre[rows], n_centres)[sel]
+        rhs = _segment_sum(aw[:, :, None] * y[rows, None, :], centre[rows], n_centres)[sel]
         q = normal.shape[1]
         scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
         normal = normal + ridge * scale[:, None, None] * np.eye(q)
-        rhs = aw_t @ y[sel]
         try:
             coef = np.linalg.solve(normal, rhs)
         except np.linalg.LinAlgError:  # one singular centre: solve them one by one
             coef = np.full(rhs.shape, np.nan, dtype=np.result_type(rhs.dtype, float))
-            for k in range(len(sel)):
+            for j in range(len(sel)):
                 try:
-                    coef[k] = np.linalg.solve(normal[k], rhs[k])
+                    coef[j] = np.linalg.solve(normal[j], rhs[j])
                 except np.linalg.LinAlgError:
                     pass
         first[sel] = coef[:, :p] / h[:, None]
         if kind >= 1:
             second[sel] = coef[:, p:2 * p] / (h**2)[:, None]
-    shape = (n_c, p) + dy.shape[2:]
+    shape = (n_centres, p) + dy.shape[1:]
     return first.reshape(shape), second.reshape(shape)
 
 
@@ -313,24 +327,25 @@ def slow_parts(rho: np.ndarray, energies: np.ndarray, velocity: np.ndarray, dhdx
     return slow + np.where(ok, weight * 1j * vd * (pop[:, None, :] - pop[:, :, None]) / safe, 0.0)
 
 
-def rho_derivatives_batch(dx, w, h, rho_nbrs, rho_c, slow_nbrs=None, slow_c=None, kappa=None,
-                          quadratic=True, ridge=1e-10):
+def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbrs=None, slow_c=None,
+                          kappa=None, quadratic=True, ridge=1e-10):
     """``rho_derivatives`` for L centres: d_p rho and d_p^2 rho in each centre's basis,
-    each (L, P, N, N).
+    each (L, P, N, N), from the (centre, neighbour) pairs.
 
-    dx (L, T, P) neighbour displacements; w (L, T) weights (0: not a neighbour / the centre);
-    rho_nbrs (L, T, N, N) the neighbours' rho in the centre's basis (anything finite where
-    w = 0); rho_c (L, N, N); slow_nbrs, slow_c the same for ``slow_part`` (or None); kappa
-    (L, N, N, P) co-moving wavevectors (``coherence_wavevectors``) or None (plain fit).
+    centre (K,) sorted centre index of each pair; dx (K, P) neighbour displacements; w (K,)
+    weights; rho_nbrs (K, N, N) the neighbour's rho in its centre's basis; rho_c (L, N, N);
+    slow_nbrs, slow_c the same for ``slow_part`` (or None); kappa (L, N, N, P) co-moving
+    wavevectors (``coherence_wavevectors``) or None (plain fit).
     """
+    fit = lambda dy: local_fit_pairs(centre, n_centres, dx, dy, w, h, quadratic, ridge)  # noqa: E731
     if kappa is None:
-        return local_fit_batch(dx, rho_nbrs - rho_c[:, None], w, h, quadratic, ridge)
+        return fit(rho_nbrs - rho_c[centre])
     p1 = p2 = 0.0
     if slow_nbrs is not None:
-        p1, p2 = local_fit_batch(dx, slow_nbrs - slow_c[:, None], w, h, quadratic, ridge)
+        p1, p2 = fit(slow_nbrs - slow_c[centre])
         rho_nbrs, rho_c = rho_nbrs - slow_nbrs, rho_c - slow_c
-    phase = np.exp(-1j * np.einsum("lnmj,ltj->ltnm", kappa, dx))
-    d1, d2 = local_fit_batch(dx, rho_nbrs * phase - rho_c[:, None], w, h, quadratic, ridge)
+    phase = np.exp(-1j * np.einsum("knmj,kj->knm", kappa[centre], dx))
+    d1, d2 = fit(rho_nbrs * phase - rho_c[centre])
     kap = np.moveaxis(kappa, 3, 1)  # (L, P, N, N)
     rc = rho_c[:, None]
     return p1 + d1 + 1j * kap * rc, p2 + d2 + 2j * kap * d1 - kap**2 * rc
@@ -349,11 +364,11 @@ def grad_log_density_at(coords: np.ndarray, w_rows: np.ndarray, h: np.ndarray,
     return np.einsum("lt,ltj->lj", w_rows, diff) / (h**2 * w_rows.sum(axis=1)[:, None])
 
 
-def quantum_force_batch(dx, w, h, dlnn_c, dlnn_nbrs, inv_metric, ridge=1e-10) -> np.ndarray:
-    """``quantum_force`` for L centres in the fields' coordinates: dx (L, T, P), w (L, T),
-    dlnn_c (L, P) at the centres, dlnn_nbrs (T, P) everywhere, inv_metric (P,) -> (L, P).
-    Centres with fewer than 2 neighbours get zero."""
-    first, second = local_fit_batch(dx, dlnn_nbrs[None] - dlnn_c[:, None], w, h, True, ridge)
+def quantum_force_pairs(centre, n_centres, dx, w, h, dlnn_c, dlnn_nbrs, inv_metric, ridge=1e-10):
+    """``quantum_force`` for L centres in the fields' coordinates, from pairs: centre (K,),
+    dx (K, P), w (K,), dlnn_c (L, P) at the centres, dlnn_nbrs (K, P) at the neighbours,
+    inv_metric (P,) -> (L, P). Centres with fewer than 2 neighbours get zero."""
+    first, second = local_fit_pairs(centre, n_centres, dx, dlnn_nbrs - dlnn_c[centre], w, h, True, ridge)
     f = 0.25 * np.einsum("i,lik->lk", inv_metric, second + dlnn_c[:, :, None] * first)
-    f[(w > 0).sum(axis=1) < 2] = 0.0
+    f[np.bincount(centre, minlength=n_centres) < 2] = 0.0
     return f

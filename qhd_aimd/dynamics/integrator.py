@@ -86,7 +86,7 @@ class Propagator:
     n_substeps : electronic sub-steps per nuclear step
     bandwidth_factor, bandwidth_bohr, ridge, cutoff, demodulate : swarm estimator options
         (``fields``; ``demodulate`` regresses coherences in their co-moving phase frame, see
-        ``fields.coherence_wavevector``)
+        ``fields.coherence_wavevector``; ``"auto"``: for models, not for molecules)
     quantum_force : add the quantum force of Eq. 68 (``fields.quantum_force``), estimated from
         the swarm and recorded with the quantum-coupling force (``f_qc``)
     comm : communicator (``SerialComm`` or mpi4py)
@@ -101,7 +101,7 @@ class Propagator:
     ridge: float = 1e-10
     cutoff: float = 4.0
     comm: object = field(default_factory=SerialComm)
-    demodulate: bool = True
+    demodulate: object = "auto"
     quantum_force: bool = False
 
     def __post_init__(self):
@@ -109,6 +109,9 @@ class Propagator:
         self.masses = np.asarray(self.backend.masses, float)
         # atoms in 3-D (rigid motions projected out of the fields' coordinates)
         self._molecule = getattr(self.backend, "symbols", None) is not None
+        # co-moving demodulation assumes a stationary (scattering) flow; a vibrating molecular
+        # swarm started at one instant has turning points where kappa = dE/v diverges
+        self._demodulate = (not self._molecule) if self.demodulate == "auto" else bool(self.demodulate)
 
     # ------------------------------------------------------------------ setup
     def initialize(self, ids, positions, momenta, states) -> Swarm:
@@ -282,28 +285,27 @@ class Propagator:
         ok_all = (w > 0).sum(axis=1) - 1 >= p
         ok = ok_all[cent]
 
-        # neighbour arrays of the local centres: weights (centre and non-neighbours 0)
+        # (centre, neighbour) pairs of the local centres, sorted by centre
         wl = w[cent].copy()
         wl[np.arange(n_loc), cent] = 0.0
         wl[~ok] = 0.0
-        dx = c[None, :, :] - c[cent][:, None, :]  # (L, T, P)
         la, lb = np.nonzero(wl)
+        wp = wl[la, lb]
+        dx = c[lb] - c[cent[la]]  # (K, P)
         u_ab = frames["lookup"](cent[la], lb)
         rho_all = np.stack([g[t][1] for t in act_ids])
         rho_c = rho_all[cent]
-        rho_nb = np.zeros((n_loc, n_act) + shape, complex)
-        rho_nb[la, lb] = to_frame(rho_all[lb], u_ab)
+        rho_nb = to_frame(rho_all[lb], u_ab)
         slow_nb = slow_c = kappa = None
-        if self.demodulate:
+        if self._demodulate:
             slow_all = np.stack([g[t][4] for t in act_ids])
             slow_c = slow_all[cent]
-            slow_nb = np.zeros_like(rho_nb)
-            slow_nb[la, lb] = to_frame(slow_all[lb], u_ab)
+            slow_nb = to_frame(slow_all[lb], u_ab)
             energies = np.stack([s.elec[i].energies for i in local])
             kappa = fl.coherence_wavevectors(energies, frame.velocity(s.momenta[local] / self.masses))
         quadratic = self._method.geometric
-        drho_c, d2rho_c = fl.rho_derivatives_batch(dx, wl, h, rho_nb, rho_c, slow_nb, slow_c, kappa,
-                                                   quadratic, self.ridge)
+        drho_c, d2rho_c = fl.rho_derivatives_pairs(la, n_loc, dx, wp, h, rho_nb, rho_c, slow_nb, slow_c,
+                                                   kappa, quadratic, self.ridge)
         dlnn_c = fl.grad_log_density_at(c, w[cent], h, cent)
         drho = frame.first_to_cartesian(drho_c)
         d2rho = frame.second_to_cartesian(d2rho_c)
@@ -316,17 +318,17 @@ class Propagator:
         if self._method.geometric:
             g_all = self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local) if not bad[n]})
             g_all = {k: v for part in g_all for k, v in part.items()}
-            have = np.array([t in g_all for t in act_ids])
+            have = np.array([t in g_all for t in act_ids])[lb]
             g_arr = np.stack([g_all.get(t, np.zeros((d, d))) for t in act_ids])
-            wg = wl * have[None, :]
-            dg_c, _ = fl.local_fit_batch(dx, g_arr[None] - gm[:, None], wg, h, False, self.ridge)
+            dg_c, _ = fl.local_fit_pairs(la[have], n_loc, dx[have], g_arr[lb[have]] - gm[la[have]], wp[have],
+                                         h, False, self.ridge)
             dg = frame.first_to_cartesian(dg_c)
             bad |= ~np.isfinite(dg).all(axis=(1, 2, 3))
         fq = None
         if self.quantum_force:
             dlnn_all = fl.grad_log_density_at(c, w, h, np.arange(n_act))
-            fq_c = fl.quantum_force_batch(dx, wl, h, dlnn_c, dlnn_all, frame.inverse_metric(inv_mass),
-                                          self.ridge)
+            fq_c = fl.quantum_force_pairs(la, n_loc, dx, wp, h, dlnn_c, dlnn_all[lb],
+                                          frame.inverse_metric(inv_mass), self.ridge)
             fq = frame.first_to_cartesian(fq_c)
             bad |= ~np.isfinite(fq).all(axis=1)
         for arr in (drho, d2rho, dl, gm, dg) + ((fq,) if fq is not None else ()):
@@ -349,12 +351,27 @@ class Propagator:
         Returns {"weights": w without failed pairs, "lookup": f(a, b) -> (K, N, N) U_ab}.
         """
         pa, pb, us, failed = [], [], [], []
+        pair_overlaps = getattr(self.backend, "overlap_pairs", None)
+        polar = (lambda x: x) if getattr(self.backend, "unitary_overlaps", False) else unitarize
+        if pair_overlaps is not None and len(mine):
+            need = np.zeros(w.shape, bool)
+            need[mine] = True
+            need &= (w > 0) & np.triu(np.ones(w.shape, bool), 1) & (ok[:, None] | ok[None, :])
+            ia, ib = np.nonzero(need)
+            try:
+                u = polar(pair_overlaps([g[t][2] for t in act_ids], ia, ib))
+            except TRAJECTORY_ERRORS:
+                u = np.full((len(ia),) + g[act_ids[0]][1].shape, np.nan, complex)
+            fin = np.isfinite(u).all(axis=(1, 2))
+            pa, pb, us = list(ia[fin]), list(ib[fin]), [u[fin]]
+            failed = list(zip(ia[~fin].tolist(), ib[~fin].tolist()))
+            mine = []
         for a in mine:
             nbrs = [int(b) for b in np.flatnonzero(w[a]) if b > a and (ok[a] or ok[b])]
             if not nbrs:
                 continue
             try:
-                u = unitarize(overlaps(self.backend, g[act_ids[a]][2], [g[act_ids[b]][2] for b in nbrs]))
+                u = polar(overlaps(self.backend, g[act_ids[a]][2], [g[act_ids[b]][2] for b in nbrs]))
             except TRAJECTORY_ERRORS:
                 u = np.full((len(nbrs),) + g[act_ids[a]][1].shape, np.nan, complex)
             fin = np.isfinite(u).all(axis=(1, 2))
@@ -391,7 +408,7 @@ class Propagator:
         (``ElectronicData.for_overlaps``); the slow part (``fields.slow_part``) with
         ``demodulate``."""
         slow = [None] * len(s.ids)
-        if self.demodulate and len(s.ids):
+        if self._demodulate and len(s.ids):
             dh = [e.dhdx for e in s.elec]
             slow = fl.slow_parts(s.rho, np.stack([e.energies for e in s.elec]), s.momenta / self.masses,
                                  None if any(x is None for x in dh) else np.stack(dh))
