@@ -275,9 +275,13 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
             cols.append(zs[:, iu[0]] * zs[:, iu[1]])
         a = np.concatenate(cols, axis=1)  # (Ks, Q)
         aw = a * w[rows, None]
-        normal = _segment_sum(aw[:, :, None] * a[:, None, :], centre[rows], n_centres)[sel]
-        rhs = _segment_sum(aw[:, :, None] * y[rows, None, :], centre[rows], n_centres)[sel]
-        q = normal.shape[1]
+        cs, q = centre[rows], a.shape[1]
+        normal = np.empty((len(sel), q, q))
+        for i in range(q):  # Q small passes over (Ks,) / (Ks, M), no (Ks, Q, M) temporary
+            for j in range(i, q):
+                normal[:, i, j] = normal[:, j, i] = _segment_sum(aw[:, i] * a[:, j], cs, n_centres)[sel]
+        yr = y[rows]
+        rhs = np.stack([_segment_sum(aw[:, i, None] * yr, cs, n_centres)[sel] for i in range(q)], axis=1)
         scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
         normal = normal + ridge * scale[:, None, None] * np.eye(q)
         try:
@@ -340,14 +344,18 @@ def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbr
     fit = lambda dy: local_fit_pairs(centre, n_centres, dx, dy, w, h, quadratic, ridge)  # noqa: E731
     if kappa is None:
         return fit(rho_nbrs - rho_c[centre])
-    p1 = p2 = 0.0
-    if slow_nbrs is not None:
-        p1, p2 = fit(slow_nbrs - slow_c[centre])
-        rho_nbrs, rho_c = rho_nbrs - slow_nbrs, rho_c - slow_c
     phase = np.exp(-1j * np.einsum("knmj,kj->knm", kappa[centre], dx))
-    d1, d2 = fit(rho_nbrs * phase - rho_c[centre])
     kap = np.moveaxis(kappa, 3, 1)  # (L, P, N, N)
-    rc = rho_c[:, None]
+    if slow_nbrs is None:
+        d1, d2 = fit(rho_nbrs * phase - rho_c[centre])
+        p1 = p2 = 0.0
+        rc = rho_c[:, None]
+    else:  # one fit for the slow part (plain) and the free part (demodulated): same normal matrix
+        free_c = rho_c - slow_c
+        both = fit(np.stack([slow_nbrs - slow_c[centre],
+                             (rho_nbrs - slow_nbrs) * phase - free_c[centre]], axis=1))
+        (p1, d1), (p2, d2) = (np.moveaxis(x, 2, 0) for x in both)
+        rc = free_c[:, None]
     return p1 + d1 + 1j * kap * rc, p2 + d2 + 2j * kap * d1 - kap**2 * rc
 
 

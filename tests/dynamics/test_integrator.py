@@ -174,7 +174,7 @@ def test_geometric_methods_with_exact_fields_keep_berry_passage_adiabatic(method
         now["x"] = s.positions
         update(self, s)
 
-    monkeypatch.setattr(fl, "rho_derivatives_batch", exact_derivatives)
+    monkeypatch.setattr(fl, "rho_derivatives_pairs", exact_derivatives)
     monkeypatch.setattr(Propagator, "_update_fields", tracked)
     pos, mom = sample_wavepacket([-5.0, 0.0], [20.0, 0.0], 1.0, 20, 1)
     prop = Propagator(backend, method, 2.5, 10)
