@@ -164,22 +164,23 @@ class Propagator:
                 new.positions[i], new.momenta[i] = s.positions[i], s.momenta[i]
                 new.f_meanfield[i], new.f_geometric[i], new.f_qc[i] = (f[i] for f in f_old)
 
-        for i in act:
-            if not (np.isfinite(pos[i]).all() and np.isfinite(mom[i]).all()):
-                freeze(i, "non-finite position or momentum")
-                continue
+        for i in act[~(np.isfinite(pos[act]).all(axis=1) & np.isfinite(mom[act]).all(axis=1))]:
+            freeze(i, "non-finite position or momentum")
+        for i in np.flatnonzero(active):
             try:
-                e = self.backend.compute(pos[i], reference=s.elec[i])
-                _require_finite(e.energies, "adiabatic energies")
-                elec[i] = e
+                elec[i] = self.backend.compute(pos[i], reference=s.elec[i])
             except TRAJECTORY_ERRORS as exc:
                 freeze(i, _reason(exc))
+        for i in _not_finite(active, [e.energies for e in elec]):
+            freeze(i, "FloatingPointError: non-finite adiabatic energies")
         ovl = {}
         for i in np.flatnonzero(active):
             try:
-                ovl[i] = _require_finite(self.backend.overlap(s.elec[i], elec[i]), "step overlap")
+                ovl[i] = self.backend.overlap(s.elec[i], elec[i])
             except TRAJECTORY_ERRORS as exc:
                 freeze(i, _reason(exc))
+        for i in _not_finite(active, [ovl.get(i, 0.0) for i in range(len(elec))]):
+            freeze(i, "FloatingPointError: non-finite step overlap")
         act = np.flatnonzero(active)
         if len(act):
             for k, why in self._electronic_step(s, elec, act, ovl, rho).items():
@@ -237,9 +238,13 @@ class Propagator:
         f, bad = s.f_meanfield.copy(), {}
         for i in np.flatnonzero(s.active):
             try:
-                f[i] = _require_finite(self.backend.force(s.elec[i], s.rho[i]), "mean-field force")
+                f[i] = self.backend.force(s.elec[i], s.rho[i])
             except TRAJECTORY_ERRORS as exc:
                 bad[i] = f"force: {_reason(exc)}"
+        ok = s.active.copy()
+        ok[list(bad)] = False
+        for i in _not_finite(ok, f):
+            bad[i] = "force: FloatingPointError: non-finite mean-field force"
         return f, bad
 
     # ------------------------------------------------------------------ swarm fields
@@ -426,8 +431,10 @@ def _reason(exc: Exception) -> str:
     return msg if isinstance(exc, QhdError) else f"{type(exc).__name__}: {msg}"
 
 
-def _require_finite(x, what: str):
-    """x, or FloatingPointError naming ``what`` if any entry is NaN or infinite."""
-    if not np.isfinite(x).all():
-        raise FloatingPointError(f"non-finite {what}")
-    return x
+def _not_finite(mask: np.ndarray, values) -> np.ndarray:
+    """Indices i with mask[i] whose values[i] (equal-shaped arrays) hold a NaN or infinity."""
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return idx
+    v = np.stack([np.asarray(values[i]) for i in idx])
+    return idx[~np.isfinite(v).reshape(len(idx), -1).all(axis=1)]
