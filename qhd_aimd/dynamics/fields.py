@@ -257,7 +257,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     """
     k, p = dx.shape
     z = dx / h
-    y = dy.reshape(k, -1)
+    y = dy.reshape(k, int(np.prod(dy.shape[1:], dtype=int)))
     dtype = np.result_type(y.dtype, float)
     first = np.zeros((n_centres, p, y.shape[1]), dtype)
     second = np.zeros_like(first)

@@ -80,8 +80,8 @@ def _to_cartesian(r, p, masses, rot=np.eye(3), shift=np.zeros(3)):
     return x, mom
 
 
-def _run(backend, method, x, p, dt=15.0, n_steps=40, demodulate="auto"):
-    prop = Propagator(backend, method, dt, 10, demodulate=demodulate)
+def _run(backend, method, x, p, dt=15.0, n_steps=40, demodulate="auto", **kw):
+    prop = Propagator(backend, method, dt, 10, demodulate=demodulate, **kw)
     s = prop.initialize(np.arange(len(x)), x, p, np.zeros(len(x), int))
     frames = [s]
     for _ in range(n_steps):
@@ -161,3 +161,22 @@ def test_planar_triatomic_field_forces_have_no_net_force_or_torque():
     mean = xyz.mean(0)  # torque about the swarm's mean geometry is zero to first order
     torque = np.cross(mean - com.mean(0), f).sum(axis=1)
     assert np.abs(torque).max() < 1e-8 * np.abs(f).max()
+
+
+def test_swarm_without_neighbours_falls_back_to_ehrenfest_and_records_it():
+    """Each trajectory has fewer neighbours (here: a cutoff of 0.3 bandwidths) than the subspace
+    has dimensions: zero fields (an Ehrenfest step), flagged in fields_fallback, never NaN."""
+    masses = (16.0 * AMU, 1.008 * AMU, 1.008 * AMU)
+    model = DistanceModel(atom_masses=masses, pairs=((0, 1), (0, 2)), coef=(1.0, 0.5), r0=(5.5, 1.8))
+    be = MoleculeModelBackend(model, symbols=("O", "H", "H"))
+    x0 = np.array([0.0, 0.0, 0.0, 2.0, 0.0, 0.0, -0.45, 1.75, 0.0])
+    rng = np.random.default_rng(5)
+    pos = x0 + 0.3 * rng.normal(size=(4, 9))  # 3 internal dimensions, 3 neighbours at most
+    mom = 3.0 * rng.normal(size=(4, 9))
+    coupled = _run(be, "geometric_ehrenfest_qc", pos, mom, dt=10.0, n_steps=5, cutoff=0.3)
+    ehr = _run(be, "ehrenfest", pos, mom, dt=10.0, n_steps=5)
+    for c, e in zip(coupled, ehr):
+        assert c.fields_fallback.all() and c.active.all()
+        assert not c.extra.any() and not c.f_geometric.any() and not c.f_qc.any()
+        assert np.abs(c.positions - e.positions).max() < 1e-10
+        assert np.abs(c.rho - e.rho).max() < 1e-8
