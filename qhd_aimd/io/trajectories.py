@@ -27,21 +27,30 @@ attribute per failed trajectory id with the reason.
 
 While running, frames are kept in memory and written every ``checkpoint_every`` steps as an
 immutable segment file ``DIR/run/segment_<last step>.h5`` (written to a temporary name, then
-renamed), followed by ``DIR/run/checkpoint.pkl`` (the full swarm state: positions, momenta, rho,
-electronic handles for warm start and overlaps, fields). A run killed at any moment leaves only
-complete files; restart drops segments newer than the checkpoint and continues from it, so the
-merged result is identical to an uninterrupted run. At the end the segments are merged into
-``trajectories.h5``.
+renamed, with a sha256 digest of its content), followed by ``DIR/run/checkpoint.h5`` (the full
+swarm state in HDF5, ``qhd_aimd.io.checkpoint``: positions, momenta, rho, fields, electronic
+data for warm starts and overlaps; no pickle). The checkpoint it replaces is kept as
+``checkpoint.prev.h5``. A run killed at any moment leaves only complete files.
+
+Restart (``RunStore.restart_state``): every checkpoint and every segment is verified (digest);
+a damaged checkpoint is moved to ``run/damaged/`` and the previous one is used; the segments must
+hold consecutive steps from 0: the first damaged or missing one ends the good prefix, and the run
+continues from the newest valid checkpoint inside that prefix (t = 0 when none is), recomputing
+the rest (bitwise identical: the dynamics is deterministic); damaged files are moved to
+``run/damaged/``, never deleted. At the end the segments are merged into ``trajectories.h5``.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
+import shutil
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from qhd_aimd.io import checkpoint as ckpt
 
 FORMAT = "qhd_aimd.trajectories/1"
 FRAME_KEYS = ("step", "time_au", "positions_bohr", "momenta_au", "rho", "energies_hartree",
@@ -77,7 +86,8 @@ def local_frame(swarm, masses) -> dict:
 
 
 def _atomic_write_h5(path: Path, frames: list[dict], attrs: dict | None = None,
-                     failures: dict | None = None, extra: dict | None = None) -> None:
+                     failures: dict | None = None, extra: dict | None = None,
+                     checksum: bool = False) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         for key in FRAME_KEYS:
@@ -89,7 +99,31 @@ def _atomic_write_h5(path: Path, frames: list[dict], attrs: dict | None = None,
         grp = f.create_group("failures")
         for tid, why in (failures or {}).items():
             grp.attrs[str(tid)] = why
+        if checksum:
+            f.attrs["sha256"] = ckpt.digest(f)
     os.replace(tmp, path)
+
+
+def _say(msg: str) -> None:
+    print(f"[qhd-aimd run] {msg}", file=sys.stderr, flush=True)
+
+
+def check_segment(path: Path, first_step: int) -> str | None:
+    """Why the segment ``path`` is unusable as the frames from ``first_step`` on (None: good):
+    unreadable, checksum mismatch, or steps that are not first_step..<step in its name>."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "sha256" in f.attrs and f.attrs["sha256"] != ckpt.digest(f):
+                return "checksum mismatch"
+            steps = [int(v) for v in f["step"][()]]
+            n = {f[k].shape[0] for k in FRAME_KEYS}
+    except Exception as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if n != {len(steps)}:
+        return "datasets of different lengths"
+    if steps != list(range(first_step, _segment_step(path) + 1)):
+        return f"holds steps {steps[:1]}..{steps[-1:]}, expected {first_step}..{_segment_step(path)}"
+    return None
 
 
 class RunStore:
@@ -103,32 +137,99 @@ class RunStore:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pkl"
+        return self.run_dir / "checkpoint.h5"
+
+    @property
+    def previous_path(self) -> Path:
+        return self.run_dir / "checkpoint.prev.h5"
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.exists() or self.previous_path.exists()
 
     def add(self, frame: dict) -> None:
         self.pending.append(frame)
 
     def checkpoint(self, state: dict) -> None:
-        """Write pending frames as a segment, then the checkpoint (both atomically)."""
+        """Write pending frames as a segment, then the checkpoint (both atomically); the
+        checkpoint replaced becomes ``checkpoint.prev.h5``."""
         if self.pending:
             last = int(self.pending[-1]["step"])
-            _atomic_write_h5(self.run_dir / f"segment_{last:09d}.h5", self.pending)
+            _atomic_write_h5(self.run_dir / f"segment_{last:09d}.h5", self.pending, checksum=True)
             self.pending = []
-        tmp = self.checkpoint_path.with_name("checkpoint.pkl.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp = self.run_dir / "checkpoint.new.h5"
+        ckpt.write(tmp, state)
+        if self.checkpoint_path.exists():
+            os.replace(self.checkpoint_path, self.previous_path)
         os.replace(tmp, self.checkpoint_path)
 
-    def load_checkpoint(self) -> dict | None:
-        """The last checkpoint, after deleting segments written after it; None if none."""
-        if not self.checkpoint_path.exists():
-            return None
-        with open(self.checkpoint_path, "rb") as fh:
-            state = pickle.load(fh)
+    def _quarantine(self, path: Path, why: str) -> None:
+        dest = self.run_dir / "damaged"
+        dest.mkdir(exist_ok=True)
+        target = dest / path.name
+        k = 1
+        while target.exists():
+            target = dest / f"{path.name}.{k}"
+            k += 1
+        shutil.move(str(path), target)
+        _say(f"{path.name}: {why}; moved to {target.relative_to(self.out)}")
+
+    def good_segments(self) -> int:
+        """Last step of the good consecutive prefix of segments (-1 if none); damaged segments
+        are moved to ``run/damaged/`` and a gap ends the prefix."""
+        nxt = 0
         for seg in self.segments():
-            if _segment_step(seg) > state["step"]:
+            why = check_segment(seg, nxt)
+            if why is not None:
+                if _segment_step(seg) < nxt:  # older duplicate of frames already covered
+                    why = "overlaps earlier segments"
+                self._quarantine(seg, why)
+                break
+            nxt = _segment_step(seg) + 1
+        return nxt - 1
+
+    def restart_state(self) -> dict | None:
+        """The state to continue from (see module docstring), after removing segments newer
+        than it; None for a fresh start. ``CheckpointError`` when checkpoints exist but none
+        is usable."""
+        states, errors = [], []
+        for path in (self.checkpoint_path, self.previous_path):
+            if not path.exists():
+                continue
+            try:
+                states.append(ckpt.read(path))
+            except ckpt.CheckpointError as exc:
+                errors.append(str(exc))
+                self._quarantine(path, str(exc).split(": ", 1)[-1])
+        last_good = self.good_segments()
+        usable = [st for st in states if st["step"] <= last_good]
+        if errors and not states:
+            raise ckpt.CheckpointError(
+                "no usable checkpoint: " + "; ".join(errors) + f" (moved to {self.run_dir}/"
+                "damaged/); start again with a new --out, or move the run directory away")
+        state = max(usable, key=lambda st: st["step"]) if usable else None
+        if states and state is not max(states, key=lambda st: st["step"]):
+            where = f"step {state['step']}" if state is not None else "t = 0"
+            _say(f"segments are good up to step {last_good} only: recomputing from {where}")
+        keep = -1 if state is None else state["step"]
+        for seg in self.segments():
+            if _segment_step(seg) > keep:
                 seg.unlink()
         return state
+
+    def load_checkpoint(self) -> dict | None:
+        """Alias of ``restart_state`` (older name)."""
+        return self.restart_state()
+
+    def archive(self) -> Path:
+        """Move ``run/`` to ``run.stale-<k>/`` (kept, never deleted) and start an empty one."""
+        k = 1
+        while (self.out / f"run.stale-{k}").exists():
+            k += 1
+        dest = self.out / f"run.stale-{k}"
+        os.replace(self.run_dir, dest)
+        self.run_dir.mkdir()
+        self.pending = []
+        return dest
 
     def segments(self) -> list[Path]:
         return sorted(self.run_dir.glob("segment_*.h5"), key=_segment_step)

@@ -143,7 +143,7 @@ def test_existing_checkpoint_without_restart_is_an_error(tmp_path, reference):
     run(["run", "--config", str(conf), "--out", str(out), "--quiet"])
     proc = run(["run", "--config", str(conf), "--out", str(out), "--quiet"], check=False)
     assert proc.returncode == 2
-    assert "checkpoint.pkl exists" in proc.stderr and "--restart" in proc.stderr
+    assert "checkpoint.h5 exists" in proc.stderr and "--restart" in proc.stderr
 
 
 def test_restart_with_different_config_is_an_error(tmp_path):
