@@ -18,6 +18,10 @@ force_meanfield        (F, T, D)           -Tr(rho dH/dx), hartree/bohr
 force_geometric        (F, T, D)           geometric force, hartree/bohr
 force_qc               (F, T, D)           quantum-coupling force, hartree/bohr
 active                 (F, T)              False once a trajectory has failed
+active_switch          (F, T)              True at a step whose SA-CASSCF active space switched
+                                           character (discontinuous potential; PySCF backend)
+active_overlap         (F, T)              smallest singular value of the active-orbital
+                                           overlap with the previous step (NaN: not measured)
 masses_au              (D,)                nuclear mass per degree of freedom (m_e)
 =====================  ==================  ===============================================
 
@@ -55,7 +59,7 @@ from qhd_aimd.io import checkpoint as ckpt
 FORMAT = "qhd_aimd.trajectories/1"
 FRAME_KEYS = ("step", "time_au", "positions_bohr", "momenta_au", "rho", "energies_hartree",
               "e_kin_hartree", "e_pot_hartree", "force_meanfield", "force_geometric", "force_qc",
-              "active")
+              "active", "active_switch", "active_overlap")
 
 
 def frame_from_parts(parts: list[dict], step: int, time_au: float) -> dict:
@@ -80,9 +84,32 @@ def local_frame(swarm, masses) -> dict:
             "energies_hartree": swarm.elec[i].energies, "e_kin_hartree": e_kin[i],
             "e_pot_hartree": e_pot[i], "force_meanfield": swarm.f_meanfield[i],
             "force_geometric": swarm.f_geometric[i], "force_qc": swarm.f_qc[i],
-            "active": bool(swarm.active[i]),
+            "active": bool(swarm.active[i]), **_switch_info(swarm.elec[i], swarm.active[i]),
         }
     return out
+
+
+def warn_active_switch(frame: dict) -> None:
+    """Warning (stderr: the run log) for every trajectory whose active space switched at this
+    frame's step."""
+    hits = np.flatnonzero(frame["active_switch"])
+    if len(hits):
+        from qhd_aimd.units import AUT_FS
+        what = ", ".join(f"{int(t)} (overlap {frame['active_overlap'][t]:.4f})" for t in hits)
+        _say(f"warning: step {int(frame['step'])} (t = {float(frame['time_au']) * AUT_FS:.3f} fs): "
+             f"SA-CASSCF active-space switch in trajectory {what}: the potential is "
+             f"discontinuous there (flagged in trajectories.h5 'active_switch'; "
+             f"electronic.active_switch: stop ends such trajectories)")
+
+
+def _switch_info(elec, active) -> dict:
+    """Active-space switch flag and overlap of this step (``handle.info`` of the PySCF backend;
+    False / NaN for backends without it, at t = 0 and for stopped trajectories)."""
+    info = getattr(getattr(elec, "handle", None), "info", None)
+    if not active or not isinstance(info, dict) or "active_overlap" not in info:
+        return {"active_switch": False, "active_overlap": np.nan}
+    return {"active_switch": bool(info.get("active_switch", False)),
+            "active_overlap": float(info["active_overlap"])}
 
 
 def _atomic_write_h5(path: Path, frames: list[dict], attrs: dict | None = None,

@@ -17,7 +17,8 @@ from qhd_aimd.config import StudyConfig, config_to_yaml
 from qhd_aimd.dynamics.integrator import Propagator, Swarm
 from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
-from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_frame
+from qhd_aimd.io.trajectories import (FORMAT, RunStore, frame_from_parts, local_frame,
+                                      warn_active_switch)
 from qhd_aimd.swarm.comm import get_comm, local_ids
 
 _SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
@@ -126,7 +127,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
 def _record(swarm, prop, comm, store):
     parts = comm.gather(local_frame(swarm, prop.masses), root=0)
     if store is not None:
-        store.add(frame_from_parts(parts, swarm.step, swarm.time_au))
+        frame = frame_from_parts(parts, swarm.step, swarm.time_au)
+        store.add(frame)
+        warn_active_switch(frame)
 
 
 def _checkpoint(swarm, comm, store, meta):

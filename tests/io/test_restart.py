@@ -162,7 +162,8 @@ def test_runstore_drops_segments_newer_than_checkpoint(tmp_path):
              "energies_hartree": np.zeros((2, 2)), "e_kin_hartree": np.zeros(2),
              "e_pot_hartree": np.zeros(2), "force_meanfield": np.zeros((2, 1)),
              "force_geometric": np.zeros((2, 1)), "force_qc": np.zeros((2, 1)),
-             "active": np.ones(2, bool)}
+             "active": np.ones(2, bool), "active_switch": np.zeros(2, bool),
+             "active_overlap": np.full(2, np.nan)}
     for s in range(3):
         store.add({**frame, "step": np.int64(s)})
     store.checkpoint({"step": 2})
