@@ -43,6 +43,13 @@ class MoleculeSpec(_Strict):
         None, description="nuclear mass of every atom, amu (default: symbol's isotope: D, T, "
         "else the most abundant one)")
 
+    @field_validator("masses_amu")
+    @classmethod
+    def _masses(cls, v):
+        if v is not None and (not v or min(v) <= 0):
+            raise ValueError("masses_amu must list one positive mass (amu) per atom")
+        return v
+
 
 class ElectronicSpec(_Strict):
     method: Literal["sa-casscf"] = "sa-casscf"
@@ -111,6 +118,13 @@ class InitialSpec(_Strict):
     max_candidates: Optional[int] = Field(
         None, ge=1, description="state_window_eV: Wigner samples tried at most (default "
         "10 n_trajectories)")
+
+    @field_validator("state_window_eV")
+    @classmethod
+    def _window(cls, v):
+        if v is not None and not v[0] < v[1]:
+            raise ValueError("state_window_eV must be [low, high] with low < high")
+        return v
 
     @field_validator("width_bohr")
     @classmethod
