@@ -21,7 +21,8 @@ active                 (F, T)              False once a trajectory has failed
 active_switch          (F, T)              True at a step whose SA-CASSCF active space switched
                                            character (discontinuous potential; PySCF backend)
 active_overlap         (F, T)              smallest singular value of the active-orbital
-                                           overlap with the previous step (NaN: not measured)
+                                           overlap with the previous step (-1: not measured:
+                                           t = 0, stopped trajectories, model backends)
 masses_au              (D,)                nuclear mass per degree of freedom (m_e)
 =====================  ==================  ===============================================
 
@@ -104,10 +105,11 @@ def warn_active_switch(frame: dict) -> None:
 
 def _switch_info(elec, active) -> dict:
     """Active-space switch flag and overlap of this step (``handle.info`` of the PySCF backend;
-    False / NaN for backends without it, at t = 0 and for stopped trajectories)."""
+    False / -1 for backends without it, at t = 0 and for stopped trajectories; not NaN, so
+    files stay comparable bit for bit with ``np.array_equal``)."""
     info = getattr(getattr(elec, "handle", None), "info", None)
     if not active or not isinstance(info, dict) or "active_overlap" not in info:
-        return {"active_switch": False, "active_overlap": np.nan}
+        return {"active_switch": False, "active_overlap": -1.0}
     return {"active_switch": bool(info.get("active_switch", False)),
             "active_overlap": float(info["active_overlap"])}
 

@@ -54,7 +54,7 @@ def test_switch_flagged_counted_reported_and_logged(tmp_path, capfd, prepared):
     err = capfd.readouterr().err
     t = read_trajectories(path)
     assert t["active_switch"].tolist() == [[False], [True], [True]]  # not at t = 0 (cold start)
-    assert np.isnan(t["active_overlap"][0, 0])
+    assert t["active_overlap"][0, 0] == -1.0  # not measured at t = 0
     assert np.all((t["active_overlap"][1:] > 0.98) & (t["active_overlap"][1:] < 1.0))
     assert err.count("active-space switch in trajectory 0") == 2 and "step 1 (t = 0.500 fs)" in err
     obs = aggregate(tmp_path)
