@@ -241,3 +241,13 @@ def test_state_window_applied_per_sample(tmp_path):
     assert ic["attrs"]["n_candidates"] == 3 + n_out
     assert list(ic["states"]) == [1, 1, 1]
     assert np.all(np.diff(ic["candidate_index"]) > 0) and ic["candidate_index"][-1] == 2 + n_out
+
+
+@pytest.mark.pyscf
+def test_unconverged_optimisation_is_an_error(tmp_path):
+    from qhd_aimd.errors import ConvergenceError
+    from qhd_aimd.prepare.modes import optimize
+    x = np.array([0, 0, 0, 0, 0, 2.3]) * ANGSTROM_BOHR  # stretched LiH: needs several steps
+    with pytest.raises(ConvergenceError, match="did not converge in 1 steps.*geo.log"):
+        optimize(["Li", "H"], x, "sto-3g", maxsteps=1, log_path=tmp_path / "geo.log")
+    assert "geomeTRIC" in (tmp_path / "geo.log").read_text()
