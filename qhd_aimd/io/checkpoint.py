@@ -185,15 +185,26 @@ def _read_per_trajectory(g: h5py.Group) -> dict:
     return per
 
 
+def write_group(g: h5py.Group, state: dict) -> None:
+    """Write ``state`` into the (empty) group ``g``: ``state`` tree + ``trajectories``."""
+    encode(g, "state", {k: v for k, v in state.items() if k != "trajectories"})
+    _per_trajectory(g.create_group("trajectories"), state.get("trajectories", {}))
+
+
+def read_group(g: h5py.Group) -> dict:
+    """Inverse of ``write_group`` (no verification: see ``read``)."""
+    state = decode(g["state"])
+    state["trajectories"] = _read_per_trajectory(g["trajectories"])
+    return state
+
+
 def write(path: str | Path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename) with its digest."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    rest = {k: v for k, v in state.items() if k != "trajectories"}
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
-        encode(f, "state", rest)
-        _per_trajectory(f.create_group("trajectories"), state.get("trajectories", {}))
+        write_group(f, state)
         f.attrs["sha256"] = digest(f)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
@@ -211,8 +222,7 @@ def read(path: str | Path) -> dict:
                 raise CheckpointError(f"{path}: not a {FORMAT} file")
             if f.attrs.get("sha256") != digest(f):
                 raise CheckpointError(f"{path}: checksum mismatch (file altered or damaged)")
-            state = decode(f["state"])
-            state["trajectories"] = _read_per_trajectory(f["trajectories"])
+            state = read_group(f)
     except CheckpointError:
         raise
     except Exception as exc:  # truncated / empty / not HDF5

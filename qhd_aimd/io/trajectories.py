@@ -37,12 +37,16 @@ swarm state in HDF5, ``qhd_aimd.io.checkpoint``: positions, momenta, rho, fields
 data for warm starts and overlaps; no pickle). The checkpoint it replaces is kept as
 ``checkpoint.prev.h5``. A run killed at any moment leaves only complete files.
 
+Every segment also stores the swarm state at its last step (group ``swarm_state``, same
+encoding as the checkpoint), so each segment is a restart point.
+
 Restart (``RunStore.restart_state``): every checkpoint and every segment is verified (digest);
-a damaged checkpoint is moved to ``run/damaged/`` and the previous one is used; the segments must
-hold consecutive steps from 0: the first damaged or missing one ends the good prefix, and the run
-continues from the newest valid checkpoint inside that prefix (t = 0 when none is), recomputing
-the rest (bitwise identical: the dynamics is deterministic); damaged files are moved to
-``run/damaged/``, never deleted. At the end the segments are merged into ``trajectories.h5``.
+a damaged checkpoint is moved to ``run/damaged/`` and the previous one (or the last segment's
+state) is used; the segments must hold consecutive steps from 0: the first damaged or missing one
+ends the good prefix, and the run continues from the newest state inside that prefix (the last
+good segment's own state; t = 0 when there is none), recomputing the rest (bitwise identical:
+the dynamics is deterministic); damaged files are moved to ``run/damaged/``, never deleted. At
+the end the segments are merged into ``trajectories.h5``.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ def _switch_info(elec, active) -> dict:
 
 def _atomic_write_h5(path: Path, frames: list[dict], attrs: dict | None = None,
                      failures: dict | None = None, extra: dict | None = None,
-                     checksum: bool = False) -> None:
+                     checksum: bool = False, state: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         for key in FRAME_KEYS:
@@ -128,6 +132,8 @@ def _atomic_write_h5(path: Path, frames: list[dict], attrs: dict | None = None,
         grp = f.create_group("failures")
         for tid, why in (failures or {}).items():
             grp.attrs[str(tid)] = why
+        if state is not None:  # segments: the swarm state at their last step (a restart point)
+            ckpt.write_group(f.create_group("swarm_state"), state)
         if checksum:
             f.attrs["sha256"] = ckpt.digest(f)
     os.replace(tmp, path)
@@ -183,7 +189,8 @@ class RunStore:
         checkpoint replaced becomes ``checkpoint.prev.h5``."""
         if self.pending:
             last = int(self.pending[-1]["step"])
-            _atomic_write_h5(self.run_dir / f"segment_{last:09d}.h5", self.pending, checksum=True)
+            _atomic_write_h5(self.run_dir / f"segment_{last:09d}.h5", self.pending, checksum=True,
+                             state=state if state.get("step") == last else None)
             self.pending = []
         tmp = self.run_dir / "checkpoint.new.h5"
         ckpt.write(tmp, state)
@@ -231,12 +238,17 @@ class RunStore:
                 self._quarantine(path, str(exc).split(": ", 1)[-1])
         last_good = self.good_segments()
         usable = [st for st in states if st["step"] <= last_good]
-        if errors and not states:
+        seg_state = self._segment_state(last_good)
+        if seg_state is not None:
+            usable.append(seg_state)
+        state = max(usable, key=lambda st: st["step"]) if usable else None
+        if errors and state is None:
             raise ckpt.CheckpointError(
                 "no usable checkpoint: " + "; ".join(errors) + f" (moved to {self.run_dir}/"
-                "damaged/); start again with a new --out, or move the run directory away")
-        state = max(usable, key=lambda st: st["step"]) if usable else None
-        if states and state is not max(states, key=lambda st: st["step"]):
+                "damaged/) and no segment holds a swarm state; start again with a new --out, or "
+                "move the run directory away")
+        newest = max([st["step"] for st in states] + [-1])
+        if (state is None and newest >= 0) or (state is not None and state["step"] < newest):
             where = f"step {state['step']}" if state is not None else "t = 0"
             _say(f"segments are good up to step {last_good} only: recomputing from {where}")
         keep = -1 if state is None else state["step"]
@@ -244,6 +256,17 @@ class RunStore:
             if _segment_step(seg) > keep:
                 seg.unlink()
         return state
+
+    def _segment_state(self, step: int) -> dict | None:
+        """The swarm state stored in (verified) ``segment_<step>.h5``, if it holds one."""
+        path = self.run_dir / f"segment_{step:09d}.h5"
+        if step < 0 or not path.exists():
+            return None
+        try:
+            with h5py.File(path, "r") as f:
+                return ckpt.read_group(f["swarm_state"]) if "swarm_state" in f else None
+        except Exception:
+            return None
 
     def load_checkpoint(self) -> dict | None:
         """Alias of ``restart_state`` (older name)."""

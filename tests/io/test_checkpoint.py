@@ -105,9 +105,9 @@ def test_damaged_checkpoint_falls_back_to_previous(tmp_path, done, damage):
 
 
 @pytest.mark.parametrize("damage", ["empty_last", "empty_old", "missing_old", "flip_old"])
-def test_damaged_or_missing_segment_is_recomputed(tmp_path, done, damage):
+def test_damaged_or_missing_segment_is_recomputed(tmp_path, done, damage, capfd):
     """An empty/altered/missing segment is found at restart (not at the final merge) and the
-    frames from the newest checkpoint before it are recomputed, bit-identically."""
+    frames from the state of the last good segment before it are recomputed, bit-identically."""
     ref = done("ehrenfest")
     out = _copy(ref, tmp_path / "run")
     last = out / "run" / f"segment_{N_STEPS:09d}.h5"
@@ -127,20 +127,33 @@ def test_damaged_or_missing_segment_is_recomputed(tmp_path, done, damage):
     assert_same_run(ref / "trajectories.h5", out / "trajectories.h5")
     if damage != "missing_old":
         assert list((out / "run" / "damaged").iterdir())
+    good = 28 if damage == "empty_last" else 7  # segments end at 0, 7, 14, 21, 28, 30
+    assert f"good up to step {good} only: recomputing from step {good}" in capfd.readouterr().err
 
 
-def test_no_usable_checkpoint_is_one_clear_error(tmp_path, done):
+def test_both_checkpoints_damaged_uses_segment_state_else_one_clear_error(tmp_path, done):
+    """Every segment holds the swarm state at its last step: with both checkpoints damaged the
+    run continues from the last good segment (bit-identical result); with no usable state at
+    all the restart stops with one line."""
     ref = done("ehrenfest")
+    conf = write_study(tmp_path / "study.yaml", _cfg())
     out = _copy(ref, tmp_path / "run")
     (out / "run" / "checkpoint.h5").write_bytes(b"")
     (out / "run" / "checkpoint.prev.h5").write_bytes(b"\x89HDF")
-    conf = write_study(tmp_path / "study.yaml", _cfg())
+    (out / "run" / f"segment_{N_STEPS:09d}.h5").unlink()  # and the newest segment is gone
+    run(["run", "--config", str(conf), "--out", str(out), "--restart", "--quiet"])
+    assert_same_run(ref / "trajectories.h5", out / "trajectories.h5")
+    assert sorted(p.name for p in (out / "run" / "damaged").iterdir()) == [
+        "checkpoint.h5", "checkpoint.prev.h5"]
+
+    out = _copy(ref, tmp_path / "run2")
+    (out / "run" / "checkpoint.h5").write_bytes(b"")
+    (out / "run" / "checkpoint.prev.h5").write_bytes(b"")
+    (out / "run" / "segment_000000000.h5").write_bytes(b"")
     proc = run(["run", "--config", str(conf), "--out", str(out), "--restart", "--quiet"], check=False)
     assert proc.returncode == 2
     msg = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(msg) == 1 and "no usable checkpoint" in msg[0] and "Traceback" not in proc.stderr
-    assert sorted(p.name for p in (out / "run" / "damaged").iterdir()) == [
-        "checkpoint.h5", "checkpoint.prev.h5"]
 
 
 @pytest.mark.mpi
