@@ -42,11 +42,12 @@ encoding as the checkpoint), so each segment is a restart point.
 
 Restart (``RunStore.restart_state``): every checkpoint and every segment is verified (digest);
 a damaged checkpoint is moved to ``run/damaged/`` and the previous one (or the last segment's
-state) is used; the segments must hold consecutive steps from 0: the first damaged or missing one
-ends the good prefix, and the run continues from the newest state inside that prefix (the last
-good segment's own state; t = 0 when there is none), recomputing the rest (bitwise identical:
-the dynamics is deterministic); damaged files are moved to ``run/damaged/``, never deleted. At
-the end the segments are merged into ``trajectories.h5``.
+state) is used. Damaged or missing segments are found at restart, not at the final merge: a gap
+followed by good segments is recomputed from the state of the segment before it (t = 0 for the
+first) and only its segments are rewritten — the later good segments are kept; a gap at the end
+means the run continues from the last good segment's state. Recomputed frames are bitwise
+identical (the dynamics is deterministic). Damaged files are moved to ``run/damaged/``, never
+deleted. At the end the segments are merged into ``trajectories.h5``.
 """
 
 from __future__ import annotations
@@ -143,22 +144,22 @@ def _say(msg: str) -> None:
     print(f"[qhd-aimd run] {msg}", file=sys.stderr, flush=True)
 
 
-def check_segment(path: Path, first_step: int) -> str | None:
-    """Why the segment ``path`` is unusable as the frames from ``first_step`` on (None: good):
-    unreadable, checksum mismatch, or steps that are not first_step..<step in its name>."""
+def check_segment(path: Path) -> tuple[str | None, int]:
+    """(why the segment is unusable or None, its first step): unreadable, checksum mismatch,
+    or steps that are not consecutive up to the step in its name."""
     try:
         with h5py.File(path, "r") as f:
             if "sha256" in f.attrs and f.attrs["sha256"] != ckpt.digest(f):
-                return "checksum mismatch"
+                return "checksum mismatch", -1
             steps = [int(v) for v in f["step"][()]]
             n = {f[k].shape[0] for k in FRAME_KEYS}
     except Exception as exc:
-        return f"unreadable ({type(exc).__name__})"
-    if n != {len(steps)}:
-        return "datasets of different lengths"
-    if steps != list(range(first_step, _segment_step(path) + 1)):
-        return f"holds steps {steps[:1]}..{steps[-1:]}, expected {first_step}..{_segment_step(path)}"
-    return None
+        return f"unreadable ({type(exc).__name__})", -1
+    if not steps or n != {len(steps)}:
+        return "datasets of different lengths", -1
+    if steps != list(range(steps[0], _segment_step(path) + 1)):
+        return f"holds steps {steps[0]}..{steps[-1]}, not ..{_segment_step(path)}", -1
+    return None, steps[0]
 
 
 class RunStore:
@@ -184,14 +185,17 @@ class RunStore:
     def add(self, frame: dict) -> None:
         self.pending.append(frame)
 
-    def checkpoint(self, state: dict) -> None:
+    def checkpoint(self, state: dict, segment_only: bool = False) -> None:
         """Write pending frames as a segment, then the checkpoint (both atomically); the
-        checkpoint replaced becomes ``checkpoint.prev.h5``."""
+        checkpoint replaced becomes ``checkpoint.prev.h5``. ``segment_only``: the segment
+        alone (repairs of older frames)."""
         if self.pending:
             last = int(self.pending[-1]["step"])
             _atomic_write_h5(self.run_dir / f"segment_{last:09d}.h5", self.pending, checksum=True,
                              state=state if state.get("step") == last else None)
             self.pending = []
+        if segment_only:
+            return
         tmp = self.run_dir / "checkpoint.new.h5"
         ckpt.write(tmp, state)
         if self.checkpoint_path.exists():
@@ -209,24 +213,16 @@ class RunStore:
         shutil.move(str(path), target)
         _say(f"{path.name}: {why}; moved to {target.relative_to(self.out)}")
 
-    def good_segments(self) -> int:
-        """Last step of the good consecutive prefix of segments (-1 if none); damaged segments
-        are moved to ``run/damaged/`` and a gap ends the prefix."""
-        nxt = 0
-        for seg in self.segments():
-            why = check_segment(seg, nxt)
-            if why is not None:
-                if _segment_step(seg) < nxt:  # older duplicate of frames already covered
-                    why = "overlaps earlier segments"
-                self._quarantine(seg, why)
-                break
-            nxt = _segment_step(seg) + 1
-        return nxt - 1
-
     def restart_state(self) -> dict | None:
-        """The state to continue from (see module docstring), after removing segments newer
-        than it; None for a fresh start. ``CheckpointError`` when checkpoints exist but none
-        is usable."""
+        """The state to continue from (see module docstring), or None for a fresh start.
+
+        Checkpoints and segments are verified; damaged files go to ``run/damaged/``. A gap in
+        the frames (damaged or missing segments) followed by good segments is a *repair*:
+        ``state["repairs"]`` lists (state at the step before the gap or None for t = 0, last
+        step of the gap); the driver recomputes those steps and writes their segments, and
+        the later good segments are kept. The run then continues from the newest state whose
+        frames are all on disk after the repairs; segments newer than it are removed (they are
+        recomputed). ``CheckpointError`` when checkpoints exist but nothing is usable."""
         states, errors = [], []
         for path in (self.checkpoint_path, self.previous_path):
             if not path.exists():
@@ -236,9 +232,28 @@ class RunStore:
             except ckpt.CheckpointError as exc:
                 errors.append(str(exc))
                 self._quarantine(path, str(exc).split(": ", 1)[-1])
-        last_good = self.good_segments()
-        usable = [st for st in states if st["step"] <= last_good]
-        seg_state = self._segment_state(last_good)
+        good = []  # (first step, last step) of the verified segments
+        for seg in self.segments():
+            why, first = check_segment(seg)
+            if why is None and good and first <= good[-1][1]:
+                why = "overlaps earlier segments"
+            if why is not None:
+                self._quarantine(seg, why)
+            else:
+                good.append((first, _segment_step(seg)))
+        repairs, covered = [], -1
+        for first, last in good:
+            if first > covered + 1:  # frames covered+1 .. first-1 are missing
+                start = None if covered < 0 else self._segment_state(covered)
+                if covered >= 0 and start is None:
+                    break  # no state to recompute the gap from: truncate here
+                repairs.append((start, first - 1))
+                _say(f"steps {covered + 1}..{first - 1} missing (damaged or absent segments): "
+                     f"recomputing them from {'t = 0' if start is None else f'step {covered}'}; "
+                     f"later segments kept")
+            covered = last
+        usable = [st for st in states if st["step"] <= covered]
+        seg_state = self._segment_state(covered)
         if seg_state is not None:
             usable.append(seg_state)
         state = max(usable, key=lambda st: st["step"]) if usable else None
@@ -250,11 +265,15 @@ class RunStore:
         newest = max([st["step"] for st in states] + [-1])
         if (state is None and newest >= 0) or (state is not None and state["step"] < newest):
             where = f"step {state['step']}" if state is not None else "t = 0"
-            _say(f"segments are good up to step {last_good} only: recomputing from {where}")
+            _say(f"frames on disk end at step {covered}: continuing from {where}")
         keep = -1 if state is None else state["step"]
         for seg in self.segments():
             if _segment_step(seg) > keep:
                 seg.unlink()
+        if state is None:
+            return None
+        state = dict(state)
+        state["repairs"] = [(st, last) for st, last in repairs if last < keep]
         return state
 
     def _segment_state(self, step: int) -> dict | None:

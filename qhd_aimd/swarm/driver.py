@@ -96,14 +96,16 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     state = comm.bcast(state, root=0)
     if state is not None and "error" in state:
         raise QhdError(state["error"])
+    n_steps, every = cfg.dynamics.n_steps, cfg.output.checkpoint_every
     if state is not None:
+        for start, last in state.get("repairs", []):  # damaged/missing older segments
+            _repair(start, last, prop, comm, store, ic, ids, n_steps, every, meta)
         swarm = _unpack(state, ids)
     else:
         swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
         _record(swarm, prop, comm, store)
         _checkpoint(swarm, comm, store, meta)
 
-    n_steps, every = cfg.dynamics.n_steps, cfg.output.checkpoint_every
     clock = _Progress(n_steps, swarm.step, enabled=progress and comm.rank == 0)
     while swarm.step < n_steps:
         swarm = prop.step(swarm)
@@ -132,7 +134,24 @@ def _record(swarm, prop, comm, store):
         warn_active_switch(frame)
 
 
-def _checkpoint(swarm, comm, store, meta):
+def _repair(start, last, prop, comm, store, ic, ids, n_steps, every, meta):
+    """Recompute the frames after ``start`` (a checkpoint state; None: t = 0) up to step
+    ``last`` and write their segments (not the checkpoint): the same calls as the original
+    run, so the segments are bit-identical to the lost ones."""
+    if start is None:
+        swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
+        _record(swarm, prop, comm, store)
+        _checkpoint(swarm, comm, store, meta, segment_only=True)
+    else:
+        swarm = _unpack(start, ids)
+    while swarm.step < last:
+        swarm = prop.step(swarm)
+        _record(swarm, prop, comm, store)
+        if swarm.step % every == 0 or swarm.step == n_steps:
+            _checkpoint(swarm, comm, store, meta, segment_only=True)
+
+
+def _checkpoint(swarm, comm, store, meta, segment_only=False):
     parts = comm.gather((_pack(swarm), swarm.failures), root=0)
     if store is None:
         return
@@ -141,7 +160,7 @@ def _checkpoint(swarm, comm, store, meta):
         per.update(p)
         failures.update(f)
     store.checkpoint({"step": swarm.step, "time_au": swarm.time_au, "trajectories": per,
-                      "failures": failures, **meta})
+                      "failures": failures, **meta}, segment_only=segment_only)
 
 
 def _inputs_digest(ic: dict, backend) -> str:

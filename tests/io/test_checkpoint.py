@@ -104,7 +104,8 @@ def test_damaged_checkpoint_falls_back_to_previous(tmp_path, done, damage):
     assert (out / "run" / "damaged" / "checkpoint.h5").exists()  # kept for inspection
 
 
-@pytest.mark.parametrize("damage", ["empty_last", "empty_old", "missing_old", "flip_old"])
+@pytest.mark.parametrize("damage", ["empty_last", "empty_old", "missing_old", "flip_old",
+                                    "empty_first"])
 def test_damaged_or_missing_segment_is_recomputed(tmp_path, done, damage, capfd):
     """An empty/altered/missing segment is found at restart (not at the final merge) and the
     frames from the state of the last good segment before it are recomputed, bit-identically."""
@@ -118,23 +119,34 @@ def test_damaged_or_missing_segment_is_recomputed(tmp_path, done, damage, capfd)
         old.write_bytes(b"")
     elif damage == "missing_old":
         old.unlink()
+    elif damage == "empty_first":
+        (out / "run" / "segment_000000000.h5").write_bytes(b"")
     else:
         with h5py.File(old, "a") as f:  # one bit of one momentum: only the digest can tell
             v = f["momenta_au"][()]
             v.view(np.uint64)[0, 0, 0] ^= 1
             f["momenta_au"][...] = v
+    later = out / "run" / "segment_000000021.h5"
+    inode = later.stat().st_ino
     _restart(out)
     assert_same_run(ref / "trajectories.h5", out / "trajectories.h5")
     if damage != "missing_old":
         assert list((out / "run" / "damaged").iterdir())
-    good = 28 if damage == "empty_last" else 7  # segments end at 0, 7, 14, 21, 28, 30
-    assert f"good up to step {good} only: recomputing from step {good}" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    if damage == "empty_last":  # segments end at 0, 7, 14, 21, 28, 30
+        assert "frames on disk end at step 28: continuing from step 28" in err
+    elif damage == "empty_first":
+        assert "steps 0..0 missing" in err and "from t = 0" in err
+        assert later.stat().st_ino == inode
+    else:  # only steps 8..14 recomputed, the later segments kept as they were
+        assert "steps 8..14 missing" in err and "recomputing them from step 7" in err
+        assert later.stat().st_ino == inode
 
 
 def test_both_checkpoints_damaged_uses_segment_state_else_one_clear_error(tmp_path, done):
     """Every segment holds the swarm state at its last step: with both checkpoints damaged the
     run continues from the last good segment (bit-identical result); with no usable state at
-    all the restart stops with one line."""
+    all (checkpoints and every segment damaged) the restart stops with one line."""
     ref = done("ehrenfest")
     conf = write_study(tmp_path / "study.yaml", _cfg())
     out = _copy(ref, tmp_path / "run")
@@ -149,7 +161,8 @@ def test_both_checkpoints_damaged_uses_segment_state_else_one_clear_error(tmp_pa
     out = _copy(ref, tmp_path / "run2")
     (out / "run" / "checkpoint.h5").write_bytes(b"")
     (out / "run" / "checkpoint.prev.h5").write_bytes(b"")
-    (out / "run" / "segment_000000000.h5").write_bytes(b"")
+    for seg in (out / "run").glob("segment_*.h5"):
+        seg.write_bytes(b"")
     proc = run(["run", "--config", str(conf), "--out", str(out), "--restart", "--quiet"], check=False)
     assert proc.returncode == 2
     msg = [ln for ln in proc.stderr.splitlines() if "error" in ln]
