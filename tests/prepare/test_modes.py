@@ -251,3 +251,35 @@ def test_unconverged_optimisation_is_an_error(tmp_path):
     with pytest.raises(ConvergenceError, match="did not converge in 1 steps.*geo.log"):
         optimize(["Li", "H"], x, "sto-3g", maxsteps=1, log_path=tmp_path / "geo.log")
     assert "geomeTRIC" in (tmp_path / "geo.log").read_text()
+
+
+@pytest.mark.pyscf
+def test_wigner_samples_of_projected_modes_have_zpe_over_2():
+    """H2O/RHF/STO-3G: Wigner samples (0 K) of the projected normal modes carry <T> = ZPE/2 and
+    <V> = ZPE/2 + O(anharmonicity) on the RHF surface itself, and no net momentum or angular
+    momentum (the rigid motions are not sampled)."""
+    from qhd_aimd.prepare.modes import _mol, ground_state_scf
+    from qhd_aimd.prepare.molecule import normal_modes, optimize, wigner_sample
+    syms = ["O", "H", "H"]
+    x = optimize(syms, np.array([0, 0, 0, 0, 0.76, 0.59, 0, -0.76, 0.59]) * ANGSTROM_BOHR, "sto-3g")
+    freqs, modes, masses = normal_modes(syms, x, "sto-3g")
+    n = 64
+    pos, mom = wigner_sample(freqs, modes, masses, n, seed=4, x0=x)
+    ref = ground_state_scf(_mol(syms, x, "sto-3g", 0, 0))
+    e0 = ref.kernel()
+    dm0 = ref.make_rdm1()
+
+    def energy(r):
+        mf = ground_state_scf(_mol(syms, r, "sto-3g", 0, 0))
+        return mf.kernel(dm0=dm0)
+
+    v = np.array([energy(r) - e0 for r in pos])
+    t = 0.5 * np.sum(mom**2 / masses, axis=1)
+    zpe2 = 0.25 * freqs.sum()
+    assert abs(t.mean() - zpe2) < 4 * t.std() / np.sqrt(n)
+    assert abs(v.mean() - zpe2) < 4 * v.std() / np.sqrt(n) + 0.05 * zpe2
+    p = mom.reshape(n, 3, 3)
+    np.testing.assert_allclose(p.sum(1), 0, atol=1e-10)
+    r = x.reshape(3, 3) - (masses.reshape(3, 3)[:, :1] * x.reshape(3, 3)).sum(0) / masses[::3].sum()
+    # angular momentum about the reference geometry (Eckart: zero to first order)
+    np.testing.assert_allclose(np.cross(r[None], p).sum(1), 0, atol=1e-10)
