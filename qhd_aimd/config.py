@@ -172,8 +172,9 @@ class FieldsSpec(_Strict):
     bandwidth_bohr: Optional[Union[float, list[float]]] = None
     ridge: float = Field(1e-10, ge=0, description="Tikhonov regularisation of local regression")
     cutoff_sigma: float = Field(4.0, gt=0, description="neighbours beyond this many bandwidths are ignored")
-    demodulate: bool = Field(True, description="regress coherences in their co-moving phase frame "
-                             "(see docs/physics.md); false: plain regression of rho")
+    demodulate: Union[bool, Literal["auto"]] = Field(
+        "auto", description="regress coherences in their co-moving phase frame (see docs/physics.md); "
+        "false: plain regression of rho; auto: true for models, false for molecules")
     quantum_force: bool = Field(False, description="add the quantum force of Eq. 68 estimated from "
                                 "the swarm (full QHD; use with initial.sampling: hydrodynamic)")
 
@@ -207,6 +208,10 @@ class StudyConfig(_Strict):
             n = self.system.electronic.n_states
             if ini.state >= n:
                 raise ValueError(f"initial.state {ini.state} >= system.electronic.n_states {n}")
+        if self.system.molecule is not None and self.fields.bandwidth_bohr is not None:
+            raise ValueError("fields.bandwidth_bohr is for model systems (Cartesian bandwidths); "
+                             "molecular swarms use Silverman's rule in their mass-weighted subspace "
+                             "(scale it with fields.bandwidth_factor)")
         if self.fields.quantum_force and self.method == "ehrenfest":
             raise ValueError("fields.quantum_force needs a coupled-trajectory method (the swarm "
                              "estimates n), not ehrenfest")

@@ -102,3 +102,19 @@ def test_issue13_keys_validated():
             ("initial", "soft_mode_cm1", -1.0, "initial.soft_mode_cm1")):
         with pytest.raises(ConfigError, match=msg.replace(".", r"\.")):
             parse_config(with_(section, key, value))
+
+
+def test_fields_demodulate_auto_and_molecular_bandwidth():
+    """fields.demodulate: auto (default; models yes, molecules no), true or false; a Cartesian
+    bandwidth_bohr is refused for molecules (their fields live in the mass-weighted subspace)."""
+    assert parse_config(GOOD).fields.demodulate == "auto"
+    for v in (True, False, "auto"):
+        assert parse_config({**GOOD, "fields": {"demodulate": v}}).fields.demodulate == v
+    with pytest.raises(ConfigError, match="fields.demodulate"):
+        parse_config({**GOOD, "fields": {"demodulate": "sometimes"}})
+    mol = {"system": {"molecule": {"xyz": "x.xyz"}, "electronic": {"n_states": 2}},
+           "initial": {"n_trajectories": 2, "state": 1}, "method": "ehrenfest_qc",
+           "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}}
+    with pytest.raises(ConfigError, match="bandwidth_bohr"):
+        parse_config({**mol, "fields": {"bandwidth_bohr": 0.1}})
+    assert parse_config({**mol, "fields": {"bandwidth_factor": 0.5}}).fields.bandwidth_factor == 0.5

@@ -23,6 +23,10 @@ active_switch          (F, T)              True at a step whose SA-CASSCF active
 active_overlap         (F, T)              smallest singular value of the active-orbital
                                            overlap with the previous step (-1: not measured:
                                            t = 0, stopped trajectories, model backends)
+fields_fallback        (F, T)              coupled methods: the swarm fields of that frame could
+                                           not be estimated for the trajectory (too few
+                                           neighbours, non-finite estimate) and were set to zero
+                                           (an Ehrenfest step); docs/physics.md
 masses_au              (D,)                nuclear mass per degree of freedom (m_e)
 =====================  ==================  ===============================================
 
@@ -65,7 +69,7 @@ from qhd_aimd.io import checkpoint as ckpt
 FORMAT = "qhd_aimd.trajectories/1"
 FRAME_KEYS = ("step", "time_au", "positions_bohr", "momenta_au", "rho", "energies_hartree",
               "e_kin_hartree", "e_pot_hartree", "force_meanfield", "force_geometric", "force_qc",
-              "active", "active_switch", "active_overlap")
+              "active", "active_switch", "active_overlap", "fields_fallback")
 
 
 def frame_from_parts(parts: list[dict], step: int, time_au: float) -> dict:
@@ -91,6 +95,8 @@ def local_frame(swarm, masses) -> dict:
             "e_pot_hartree": e_pot[i], "force_meanfield": swarm.f_meanfield[i],
             "force_geometric": swarm.f_geometric[i], "force_qc": swarm.f_qc[i],
             "active": bool(swarm.active[i]), **_switch_info(swarm.elec[i], swarm.active[i]),
+            "fields_fallback": bool(swarm.fields_fallback[i]) if swarm.fields_fallback is not None
+            else False,
         }
     return out
 
