@@ -61,6 +61,8 @@ class Swarm:
     def energies(self, masses):
         """(e_kin, e_pot) per trajectory, hartree: sum p^2/2M and Tr(rho H_el)."""
         e_kin = 0.5 * np.einsum("tj,tj,j->t", self.momenta, self.momenta, 1.0 / masses)
+        if not self.elec:  # a rank without trajectories (more ranks than trajectories)
+            return e_kin, np.zeros(0)
         e_adia = np.stack([e.energies for e in self.elec])
         e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
         return e_kin, e_pot

@@ -54,7 +54,9 @@ def _pack(swarm: Swarm) -> dict:
 
 def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
-    arrays = {k: np.stack([per[t][k] for t in ids]) for k in _SWARM_FIELDS}
+    any_t = next(iter(per.values()))  # shapes for a rank without trajectories
+    arrays = {k: np.stack([per[t][k] for t in ids]) if ids else
+              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype) for k in _SWARM_FIELDS}
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
