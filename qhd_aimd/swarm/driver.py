@@ -17,7 +17,7 @@ from qhd_aimd.dynamics.integrator import Propagator, Swarm
 from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
 from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_frame
-from qhd_aimd.swarm.comm import get_comm, local_ids
+from qhd_aimd.swarm.comm import check_single_world, get_comm, launch_summary, local_ids
 
 _SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
 
@@ -74,6 +74,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
                           "dynamics needs density_fit: false (prepare accepts it)")
     out = Path(out_dir)
     comm = get_comm()
+    check_single_world(comm)  # N independent copies would all write the same files
+    if progress and comm.rank == 0:
+        print(f"[qhd-aimd] {launch_summary(comm)}", file=sys.stderr, flush=True)
     if comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     comm.barrier()
