@@ -1,8 +1,11 @@
 """A throw-away single-node SLURM cluster (munge + slurmctld + slurmd) for tests/test_slurm.py.
 
-Everything lives in one temporary directory: munge key and socket, ``slurm.conf``, spool and
-state directories, logs. Clients find it through ``SLURM_CONF`` (see ``Cluster.env``); the
-daemons run in the foreground as children of this process and are stopped by PID.
+Everything lives in one temporary directory: munge key and socket, spool and state directories,
+logs, ``slurm.conf``. The configuration is also installed at SLURM's standard place
+``/etc/slurm/slurm.conf`` for the lifetime of the cluster (refused if a file is already there:
+this never touches a real cluster), because snakemake-executor-plugin-slurm's job step removes
+every ``SLURM_*`` variable - ``SLURM_CONF`` included - before it calls ``srun`` inside a job.
+The daemons run in the foreground as children of this process and are stopped by PID.
 No accounting (no slurmdbd): the workflow polls job states with ``squeue``.
 
     python tests/slurm_cluster.py DIR      # start one by hand (Ctrl-C stops it)
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun")
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 
 SLURM_CONF = """\
 ClusterName=qhdtest
@@ -64,6 +68,19 @@ def missing_tools() -> list[str]:
     return [t for t in DAEMONS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
 
 
+def why_not() -> str | None:
+    """Why a throw-away cluster cannot be started here (None if it can)."""
+    missing = missing_tools()
+    if missing:
+        return "SLURM/munge not installed (missing " + ", ".join(missing) + \
+            "; Debian: apt-get install slurm-wlm munge)"
+    if os.geteuid() != 0:
+        return "starting slurmd needs root"
+    if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
+        return f"{SYSTEM_CONF} exists (a real SLURM installation is not touched)"
+    return None
+
+
 def _tool(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
 
@@ -79,12 +96,16 @@ class Cluster:
 
     def __init__(self, root: str | Path, partition: str = "debug", cpus: int | None = None,
                  mem_mb: int = 4000):
+        reason = why_not()
+        if reason:
+            raise RuntimeError(reason)
         self.root = Path(root).resolve()
         self.partition = partition
         self.cpus = cpus or os.cpu_count() or 2
         self.mem_mb = mem_mb
         self.host = socket.gethostname().split(".")[0]
         self.procs: list[subprocess.Popen] = []
+        self.installed_conf = False
 
     @property
     def conf(self) -> Path:
@@ -117,6 +138,9 @@ class Cluster:
             host=self.host, ctld_port=_free_port(), d_port=_free_port(), root=r,
             user=os.environ.get("USER") or "root", munge_socket=sock, cpus=self.cpus,
             mem_mb=self.mem_mb, partition=self.partition))
+        SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        SYSTEM_CONF.symlink_to(self.conf)
+        self.installed_conf = True
         env = self.env()
         self._spawn([_tool("slurmctld"), "-D", "-i", "-f", str(self.conf)], r / "slurmctld.out", env)
         self._spawn([_tool("slurmd"), "-D", "-f", str(self.conf)], r / "slurmd.out", env)
@@ -158,6 +182,10 @@ class Cluster:
                 p.kill()
                 p.wait()
         self.procs = []
+        if self.installed_conf and SYSTEM_CONF.is_symlink() and \
+                Path(os.readlink(SYSTEM_CONF)) == self.conf:
+            SYSTEM_CONF.unlink()
+        self.installed_conf = False
 
     def __enter__(self):
         return self.start()
@@ -169,6 +197,7 @@ class Cluster:
 if __name__ == "__main__":
     import sys
 
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with Cluster(sys.argv[1]) as c:
         print(f"export SLURM_CONF={c.conf}", flush=True)
         try:

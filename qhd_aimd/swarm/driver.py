@@ -100,6 +100,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
         if state["config"] != cfg_yaml:
             raise QhdError("the checkpoint was written with a different config; refusing to restart")
         swarm = _unpack(state, ids)
+        if progress and comm.rank == 0:
+            print(f"[qhd-aimd] resuming from the checkpoint at step {swarm.step}",
+                  file=sys.stderr, flush=True)
     else:
         swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
         _record(swarm, prop, comm, store)
@@ -122,7 +125,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     attrs = {"format": FORMAT, "method": cfg.method, "n_states": backend.n_states,
              "n_trajectories": cfg.initial.n_trajectories, "dt_au": cfg.dynamics.dt, "config": cfg_yaml,
              "labels": list(getattr(backend, "labels", [])), "version": __version__,
-             "n_ranks": comm.size}
+             "n_ranks": comm.size, **({"symbols": list(ic["symbols"])} if ic["symbols"] else {})}
     return store.finalize(attrs, failures, {"masses_au": np.asarray(backend.masses, float)})
 
 

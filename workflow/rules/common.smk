@@ -117,11 +117,32 @@ def system_yaml(wildcards):
                           sort_keys=False)
 
 
+def system_ranks(name):
+    """MPI ranks of the swarm jobs of system `name`: systems.<name>.ranks, else mpi.ranks, at most
+    one per trajectory (a pure function of the config: the same in the submitting Snakemake and
+    inside a cluster job)."""
+    s = _deep_merge(config.get("defaults", {}), SYSTEMS[name])
+    n = s.get("ranks", config["mpi"]["ranks"])
+    return max(1, min(int(n), int(s["initial"]["n_trajectories"])))
+
+
 def ranks(wildcards):
-    """MPI ranks of a swarm job: systems.<name>.ranks, else mpi.ranks, at most one per trajectory.
-    Used as the rule's threads; Snakemake lowers threads to --cores locally, and tasks follow."""
-    n = SYSTEMS[wildcards.system].get("ranks", config["mpi"]["ranks"])
-    return max(1, min(int(n), int(SYSTEMS[wildcards.system]["initial"]["n_trajectories"])))
+    """MPI ranks of a swarm job (see system_ranks); the rule's threads and SLURM tasks."""
+    return system_ranks(wildcards.system)
+
+
+def launch_ranks(wildcards, threads, resources):
+    """Ranks on the launcher's command line. Locally: the threads, which Snakemake lowers to
+    --cores. Inside a cluster job (remote execution): the job's tasks, from the config - the
+    job's own Snakemake runs with `--cores all`, which may be fewer CPUs than the allocation's
+    tasks (multi-node), and must not shrink the MPI world."""
+    return int(resources.tasks) if workflow.remote_exec else int(threads)
+
+
+# one-rank swarms run without an MPI launcher (rule swarm), the others under one (rule swarm_mpi)
+_NEVER = "(?!x)x"
+SERIAL_SYSTEM_REGEX = "|".join(re.escape(n) for n in SYSTEMS if system_ranks(n) == 1) or _NEVER
+MPI_SYSTEM_REGEX = "|".join(re.escape(n) for n in SYSTEMS if system_ranks(n) > 1) or _NEVER
 
 
 def swarm_inputs(wildcards):

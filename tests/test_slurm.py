@@ -1,0 +1,138 @@
+"""A real scheduler: the workflow on a throw-away single-node SLURM (tests/slurm_cluster.py).
+
+Submits tests/data/slurm_config.yaml through workflow/profiles/slurm (account and partition on
+the command line, job states polled with squeue - there is no accounting daemon) and checks:
+
+* exit status 0 and the HTML report;
+* the one-rank swarm ran as a one-task job step without an MPI launcher;
+* the two-rank swarm ran as ONE MPI world in a job step with 2 tasks (its run log, written from
+  inside the step), and `ranks: 16` was capped to its 2 trajectories;
+* that swarm outlived its one-minute time limit (electronic structure slowed by
+  ``QHD_TEST_SLEEP``, tests/slurm_site), was killed by SLURM, resubmitted (profile `retries`)
+  and resumed from its checkpoint - and its trajectories.h5 equals a local serial run bit for bit;
+* plain ``srun -n 2`` (N independent copies with the pip mpich) is refused, nothing written.
+
+Needs root and Debian's ``slurm-wlm`` + ``munge`` (`.ci/run` installs them); skips otherwise.
+About 3-4 minutes, most of it the time limit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "swarm"))
+from runlib import assert_same_run  # noqa: E402
+from slurm_cluster import Cluster, why_not  # noqa: E402
+
+pytestmark = [pytest.mark.slurm, pytest.mark.mpi]
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "tests" / "data" / "slurm_config.yaml"
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+BIN = os.path.dirname(sys.executable)
+PARTITION = "debug"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    c = Cluster(tmp_path_factory.mktemp("slurm"), partition=PARTITION, cpus=2)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def _env(cluster, **kw):
+    e = cluster.env()
+    e.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="Agg",
+             PATH=f"{BIN}:{e.get('PATH', '')}",
+             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}")
+    e.update({k: str(v) for k, v in kw.items()})
+    return e
+
+
+def _set_resources(**override) -> list[str]:
+    """The profile's set-resources (a --set-resources on the command line replaces them all),
+    with overrides {rule: {resource: value}}."""
+    prof = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    res = prof["set-resources"]
+    for rule, kv in override.items():
+        res.setdefault(rule, {}).update(kv)
+    return [f"{rule}:{k}={v!r}" if isinstance(v, str) else f"{rule}:{k}={v}"
+            for rule, kv in res.items() for k, v in kv.items()]
+
+
+def test_workflow_under_slurm(cluster, tmp_path):
+    cfg = yaml.safe_load(CONFIG.read_text())
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
+           "--configfile", str(CONFIG), "--profile", str(PROFILE),
+           "--default-resources", "slurm_account=qhdtest", f"slurm_partition={PARTITION}",
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+           "--seconds-between-status-checks", "3", "--slurm-keep-successful-logs",
+           "--latency-wait", "10",
+           "--set-resources", *_set_resources(swarm_mpi={"runtime": 1})]
+    proc = subprocess.run(cmd, cwd=work, env=_env(cluster, QHD_TEST_SLEEP=0.1,
+                                                   QHD_TEST_SLEEP_MATCH="tully_mpi"),
+                          capture_output=True, text=True, timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    print(out[-3000:])
+    assert proc.returncode == 0, out[-6000:]
+    study = work / cfg["results"] / cfg["study"]
+    assert (study / "report" / "index.html").exists()
+
+    # one rank: a one-task step, no launcher
+    log1 = (study / "logs" / "tully" / "ehrenfest" / "run.log").read_text()
+    assert "[workflow] attempt 1: 1 rank" in log1
+    assert "MPI world of 1 rank(s); SLURM job" in log1 and "with 1 task(s)" in log1, log1
+
+    # two ranks: one MPI world in a 2-task job step (ranks: 16 capped by 2 trajectories),
+    # killed at the time limit, resubmitted, resumed from its checkpoint
+    mpi_dir = study / "tully_mpi" / "geometric_ehrenfest_qc"
+    log2 = (study / "logs" / "tully_mpi" / "geometric_ehrenfest_qc" / "run.log").read_text()
+    print(log2)
+    assert "[workflow] attempt 1: srun --mpi=pmi2 -n 2" in log2, log2
+    assert "MPI world of 2 rank(s); SLURM job" in log2 and "step 0 with 2 task(s)" in log2, log2
+    assert "[workflow] attempt 2" in log2, log2
+    assert "resuming from the checkpoint at step" in log2, log2
+    slurm_logs = "".join(p.read_text(errors="replace") for p in
+                         (work / ".snakemake" / "slurm_logs" / "rule_swarm_mpi").rglob("*.log"))
+    assert "DUE TO TIME LIMIT" in slurm_logs, slurm_logs[-3000:]
+
+    # the resumed two-rank result equals an uninterrupted local serial run, bit for bit
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, "-m", "qhd_aimd", "run", "--config", str(mpi_dir / "study.yaml"),
+                    "--out", str(ref), "--quiet"], env=_env(cluster), check=True, timeout=300,
+                   capture_output=True)
+    assert_same_run(ref / "trajectories.h5", mpi_dir / "trajectories.h5")
+
+
+def test_plain_srun_copies_refused(cluster, tmp_path):
+    """srun without --mpi=pmi2 starts 2 single-rank worlds: refused, nothing written."""
+    conf = tmp_path / "study.yaml"
+    conf.write_text(yaml.safe_dump({
+        "system": {"model": "tully_simple"},
+        "initial": {"position_bohr": -4.0, "momentum_au": 20.0, "width_bohr": 1.0,
+                    "n_trajectories": 2, "seed": 1},
+        "method": "ehrenfest", "dynamics": {"dt_au": 10.0, "t_final_au": 50.0}}))
+    out = tmp_path / "out"
+    proc = subprocess.run([shutil.which("srun") or "srun", "-n", "2", "-p", PARTITION,
+                           sys.executable, "-m", "qhd_aimd", "run", "--config", str(conf),
+                           "--out", str(out)],
+                          env=_env(cluster), capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.count("qhd-aimd run: error: started as 2 processes "
+                             "(SLURM_STEP_NUM_TASKS=2)") == 2, proc.stderr
+    assert not out.exists()
