@@ -52,6 +52,7 @@ SelectTypeParameters=CR_CPU
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ReturnToService=2
+SlurmdParameters=config_overrides
 KillWait=2
 MinJobAge=600
 InactiveLimit=0

@@ -45,7 +45,9 @@ def cluster(tmp_path_factory):
     reason = why_not()
     if reason:
         pytest.skip(reason)
-    c = Cluster(tmp_path_factory.mktemp("slurm"), partition=PARTITION, cpus=2)
+    # 4 CPUs declared on a 2-core machine: the time-limited swarm mostly sleeps, and the other
+    # jobs should not queue behind it
+    c = Cluster(tmp_path_factory.mktemp("slurm"), partition=PARTITION, cpus=4)
     try:
         c.start()
         yield c
@@ -69,8 +71,16 @@ def _set_resources(**override) -> list[str]:
     res = prof["set-resources"]
     for rule, kv in override.items():
         res.setdefault(rule, {}).update(kv)
-    return [f"{rule}:{k}={v!r}" if isinstance(v, str) else f"{rule}:{k}={v}"
+    return [f"{rule}:{k}={v!r}" if isinstance(v, str) else f"{rule}:{k}={v.expr}"
+            if isinstance(v, Expr) else f"{rule}:{k}={v}"
             for rule, kv in res.items() for k, v in kv.items()]
+
+
+class Expr:
+    """A resource given as a Python expression (e.g. of ``attempt``)."""
+
+    def __init__(self, expr):
+        self.expr = expr
 
 
 def test_workflow_under_slurm(cluster, tmp_path):
@@ -83,7 +93,9 @@ def test_workflow_under_slurm(cluster, tmp_path):
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
            "--seconds-between-status-checks", "3", "--slurm-keep-successful-logs",
            "--latency-wait", "10",
-           "--set-resources", *_set_resources(swarm_mpi={"runtime": 1})]
+           "--set-resources",
+           # first attempt: 1 minute (killed); the resubmitted one gets 10 minutes
+           *_set_resources(swarm_mpi={"runtime": Expr("1 if attempt == 1 else 10")})]
     proc = subprocess.run(cmd, cwd=work, env=_env(cluster, QHD_TEST_SLEEP=0.1,
                                                    QHD_TEST_SLEEP_MATCH="tully_mpi"),
                           capture_output=True, text=True, timeout=600, check=False)
@@ -94,19 +106,22 @@ def test_workflow_under_slurm(cluster, tmp_path):
     assert (study / "report" / "index.html").exists()
 
     # one rank: a one-task step, no launcher
-    log1 = (study / "logs" / "tully" / "ehrenfest" / "run.log").read_text()
+    log1 = (study / "tully" / "ehrenfest" / "run" / "history.log").read_text()
     assert "[workflow] attempt 1: 1 rank" in log1
     assert "MPI world of 1 rank(s); SLURM job" in log1 and "with 1 task(s)" in log1, log1
 
     # two ranks: one MPI world in a 2-task job step (ranks: 16 capped by 2 trajectories),
     # killed at the time limit, resubmitted, resumed from its checkpoint
     mpi_dir = study / "tully_mpi" / "geometric_ehrenfest_qc"
-    log2 = (study / "logs" / "tully_mpi" / "geometric_ehrenfest_qc" / "run.log").read_text()
-    print(log2)
-    assert "[workflow] attempt 1: srun --mpi=pmi2 -n 2" in log2, log2
-    assert "MPI world of 2 rank(s); SLURM job" in log2 and "step 0 with 2 task(s)" in log2, log2
-    assert "[workflow] attempt 2" in log2, log2
-    assert "resuming from the checkpoint at step" in log2, log2
+    hist = (mpi_dir / "run" / "history.log").read_text()
+    print(hist)
+    attempts = hist.split("[workflow] attempt ")[1:]
+    assert len(attempts) == 2, hist
+    assert attempts[0].startswith("1: srun --mpi=pmi2 -n 2") and attempts[1].startswith("2: "), hist
+    for a in attempts:
+        assert "MPI world of 2 rank(s); SLURM job" in a and "step 0 with 2 task(s)" in a, hist
+    assert "resuming from the checkpoint at step" in attempts[1], hist
+    assert "step 1000/1000" in attempts[1] and "step 1000/1000" not in attempts[0], hist
     slurm_logs = "".join(p.read_text(errors="replace") for p in
                          (work / ".snakemake" / "slurm_logs" / "rule_swarm_mpi").rglob("*.log"))
     assert "DUE TO TIME LIMIT" in slurm_logs, slurm_logs[-3000:]

@@ -5,7 +5,8 @@
 # Snakemake's `retries`) resumes from the run's checkpoint, and a fresh directory simply starts
 # from t = 0 (`qhd-aimd run --restart` without a checkpoint is a normal start).
 # Molecules reuse the system's prepared initial conditions (linked into the run directory,
-# where `run` looks for them). run.log is appended to, one header line per attempt.
+# where `run` looks for them). run.log holds the current attempt (Snakemake clears logs before a
+# re-run); DIR/run/history.log keeps every attempt (launcher, MPI world, SLURM step, resumes).
 
 
 def _link_ic(wc, input):
@@ -36,8 +37,10 @@ rule swarm:
         "../../envs/qhd_aimd.yaml"
     shell:
         "{params.link}"
-        "echo \"[workflow] attempt {resources.attempt}: 1 rank\" >> {log}; "
-        "python -m qhd_aimd run --config {input.study} --out {params.out} --restart >> {log} 2>&1"
+        "mkdir -p {params.out}/run; "
+        "echo \"[workflow] attempt {resources.attempt}: 1 rank\" | tee -a {params.out}/run/history.log > {log}; "
+        "python -m qhd_aimd run --config {input.study} --out {params.out} --restart 2>&1 "
+        "| tee -a {params.out}/run/history.log >> {log}"
 
 
 rule swarm_mpi:
@@ -67,6 +70,9 @@ rule swarm_mpi:
         "../../envs/qhd_aimd.yaml"
     shell:
         "{params.link}"
-        "echo \"[workflow] attempt {resources.attempt}: {resources.mpi} -n {params.n}\" >> {log}; "
+        "mkdir -p {params.out}/run; "
+        "echo \"[workflow] attempt {resources.attempt}: {resources.mpi} -n {params.n}\" "
+        "| tee -a {params.out}/run/history.log > {log}; "
         "{resources.mpi} -n {params.n} python -m mpi4py -m qhd_aimd run "
-        "--config {input.study} --out {params.out} --restart >> {log} 2>&1"
+        "--config {input.study} --out {params.out} --restart 2>&1 "
+        "| tee -a {params.out}/run/history.log >> {log}"
