@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,11 +49,14 @@ def cluster(tmp_path_factory):
     # 4 CPUs declared on a 2-core machine: the time-limited swarm mostly sleeps, and the other
     # jobs should not queue behind it
     c = Cluster(tmp_path_factory.mktemp("slurm"), partition=PARTITION, cpus=4)
+    # a SIGTERM (e.g. a CI timeout) still stops the daemons
+    old = signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         c.start()
         yield c
     finally:
         c.stop()
+        signal.signal(signal.SIGTERM, old)
 
 
 def _env(cluster, **kw):
@@ -96,10 +100,19 @@ def test_workflow_under_slurm(cluster, tmp_path):
            "--set-resources",
            # first attempt: 1 minute (killed); the resubmitted one gets 10 minutes
            *_set_resources(swarm_mpi={"runtime": Expr("1 if attempt == 1 else 10")})]
-    proc = subprocess.run(cmd, cwd=work, env=_env(cluster, QHD_TEST_SLEEP=0.1,
-                                                   QHD_TEST_SLEEP_MATCH="tully_mpi"),
-                          capture_output=True, text=True, timeout=600, check=False)
-    out = proc.stdout + proc.stderr
+    sm = subprocess.Popen(cmd, cwd=work, env=_env(cluster, QHD_TEST_SLEEP=0.12,
+                                                  QHD_TEST_SLEEP_MATCH="tully_mpi"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = sm.communicate(timeout=600)
+    finally:
+        if sm.poll() is None:  # timed out or interrupted: stop it (it cancels its jobs)
+            sm.terminate()
+            try:
+                sm.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                sm.kill()
+    proc = subprocess.CompletedProcess(cmd, sm.returncode, out, "")
     print(out[-3000:])
     assert proc.returncode == 0, out[-6000:]
     study = work / cfg["results"] / cfg["study"]
@@ -116,15 +129,15 @@ def test_workflow_under_slurm(cluster, tmp_path):
     hist = (mpi_dir / "run" / "history.log").read_text()
     print(hist)
     attempts = hist.split("[workflow] attempt ")[1:]
-    assert len(attempts) == 2, hist
-    assert attempts[0].startswith("1: srun --mpi=pmi2 -n 2") and attempts[1].startswith("2: "), hist
-    for a in attempts:
+    # (a further attempt may appear: the mpich wheel's UCX start-up fails now and then,
+    # pmodels/mpich#7417; the profile's retries cover it like a time limit)
+    assert len(attempts) >= 2, hist
+    assert attempts[0].startswith("1: srun --mpi=pmi2 --kill-on-bad-exit=1 -n 2"), hist
+    first, last = attempts[0], attempts[-1]
+    for a in (first, last):
         assert "MPI world of 2 rank(s); SLURM job" in a and "step 0 with 2 task(s)" in a, hist
-    assert "resuming from the checkpoint at step" in attempts[1], hist
-    assert "step 1000/1000" in attempts[1] and "step 1000/1000" not in attempts[0], hist
-    slurm_logs = "".join(p.read_text(errors="replace") for p in
-                         (work / ".snakemake" / "slurm_logs" / "rule_swarm_mpi").rglob("*.log"))
-    assert "DUE TO TIME LIMIT" in slurm_logs, slurm_logs[-3000:]
+    assert "DUE TO TIME LIMIT" in first and "step 800/800" not in first, hist
+    assert "resuming from the checkpoint at step" in last and "step 800/800" in last, hist
 
     # the resumed two-rank result equals an uninterrupted local serial run, bit for bit
     ref = tmp_path / "ref"

@@ -192,6 +192,15 @@ def report_extras(wildcards=None):
     return out
 
 
+def link_initial_conditions(wildcards, input):
+    """Shell prefix of the swarm rules: molecules link the system's prepared initial conditions
+    into the run directory (where `qhd-aimd run` looks for them)."""
+    if "ic" not in input.keys():
+        return ""
+    return (f"ln -sfn ../prepare/initial_conditions.h5 "
+            f"{os.path.dirname(input.study)}/initial_conditions.h5 && ")
+
+
 def report_runs(wildcards=None):
     return [f"{STUDY_DIR}/{s}/{m}/observables.h5" for s, m in JOBS]
 

@@ -9,13 +9,6 @@
 # re-run); DIR/run/history.log keeps every attempt (launcher, MPI world, SLURM step, resumes).
 
 
-def _link_ic(wc, input):
-    if "ic" not in input.keys():
-        return ""
-    return (f"ln -sfn ../prepare/initial_conditions.h5 "
-            f"{os.path.dirname(input.study)}/initial_conditions.h5 && ")
-
-
 rule swarm:
     """One-rank swarm: plain `qhd-aimd run` (no MPI launcher, no `mpi` resource: a SLURM job
     with one task)."""
@@ -27,7 +20,7 @@ rule swarm:
         system=SERIAL_SYSTEM_REGEX,
     params:
         out=lambda wc, output: os.path.dirname(output[0]),
-        link=_link_ic,
+        link=link_initial_conditions,
     log:
         f"{LOG_DIR}/{{system}}/{{method}}/run.log",
     threads: 1
@@ -56,7 +49,7 @@ rule swarm_mpi:
         system=MPI_SYSTEM_REGEX,
     params:
         out=lambda wc, output: os.path.dirname(output[0]),
-        link=_link_ic,
+        link=link_initial_conditions,
         n=launch_ranks,
     log:
         f"{LOG_DIR}/{{system}}/{{method}}/run.log",
