@@ -125,6 +125,10 @@ BAD = {
                                             "n_trajectories": 4}},
                                "systems.tully.initial: models need momentum_au"),
     "bad ranks": ({"ranks": 0}, "0 is less than the minimum of 1"),
+    "coordinates of a model": ({"analysis": {"coordinates": {"bonds": {"r": [0, 1]}}}},
+                               "systems.tully.analysis: internal coordinates apply to molecules only"),
+    "unknown coordinate kind": ({"analysis": {"coordinates": {"torsions": {"t": [0, 1, 2, 3]}}}},
+                                "'torsions' was unexpected"),
 }
 
 
