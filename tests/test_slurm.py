@@ -63,7 +63,12 @@ def _env(cluster, **kw):
     e = cluster.env()
     e.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="Agg",
              PATH=f"{BIN}:{e.get('PATH', '')}",
-             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}")
+             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}",
+             # one node: shared memory only. UCX's default transports make MPI_Init of the
+             # mpich wheel under `srun --mpi=pmi2` fail in ~5 of 8 launches on this VM
+             # ("failed to unpack address, invalid bandwidth 0.00", pmodels/mpich#7417);
+             # 0 of 12 with self,sm (measured)
+             UCX_TLS="self,sm")
     e.update({k: str(v) for k, v in kw.items()})
     return e
 
@@ -129,9 +134,7 @@ def test_workflow_under_slurm(cluster, tmp_path):
     hist = (mpi_dir / "run" / "history.log").read_text()
     print(hist)
     attempts = hist.split("[workflow] attempt ")[1:]
-    # (a further attempt may appear: the mpich wheel's UCX start-up fails now and then,
-    # pmodels/mpich#7417; the profile's retries cover it like a time limit)
-    assert len(attempts) >= 2, hist
+    assert len(attempts) == 2, hist
     assert attempts[0].startswith("1: srun --mpi=pmi2 --kill-on-bad-exit=1 -n 2"), hist
     first, last = attempts[0], attempts[-1]
     for a in (first, last):
