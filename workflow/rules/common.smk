@@ -167,6 +167,13 @@ SERIAL_SYSTEM_REGEX = "|".join(re.escape(n) for n in SYSTEMS if system_ranks(n) 
 MPI_SYSTEM_REGEX = "|".join(re.escape(n) for n in SYSTEMS if system_ranks(n) > 1) or _NEVER
 
 
+def system_files(wildcards):
+    """Files the system's config refers to (molecules: the xyz), declared as inputs of prepare,
+    so that editing or replacing one reruns prepare and every swarm of the system."""
+    s = _deep_merge(config.get("defaults", {}), SYSTEMS[wildcards.system])
+    return [s["molecule"]["xyz"]] if "molecule" in s else []
+
+
 def swarm_inputs(wildcards):
     inputs = {"study": f"{STUDY_DIR}/{wildcards.system}/{wildcards.method}/study.yaml"}
     if wildcards.system in MOLECULES:

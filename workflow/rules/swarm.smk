@@ -2,8 +2,10 @@
 # launcher (rule swarm), several ranks as one MPI world (rule swarm_mpi).
 #
 # Both always pass --restart: a re-run (after a crash, a kill, or a cluster time limit, with
-# Snakemake's `retries`) resumes from the run's checkpoint, and a fresh directory simply starts
-# from t = 0 (`qhd-aimd run --restart` without a checkpoint is a normal start).
+# Snakemake's `retries`) resumes from the run's checkpoint (DIR/run/checkpoint.h5), and a fresh
+# directory simply starts from t = 0 (`qhd-aimd run --restart` without a checkpoint is a normal
+# start). When the job's config or initial conditions changed (an edited config or xyz), the old
+# run/ is kept as run.stale-<k>/ and the swarm starts again (--stale-checkpoint archive).
 # Molecules reuse the system's prepared initial conditions (linked into the run directory,
 # where `run` looks for them). run.log holds the current attempt (Snakemake clears logs before a
 # re-run); DIR/run/history.log keeps every attempt (launcher, MPI world, SLURM step, resumes).
@@ -32,7 +34,7 @@ rule swarm:
         "{params.link}"
         "mkdir -p {params.out}/run; "
         "echo \"[workflow] attempt {resources.attempt}: 1 rank\" | tee -a {params.out}/run/history.log > {log}; "
-        "python -m qhd_aimd run --config {input.study} --out {params.out} --restart 2>&1 "
+        "python -m qhd_aimd run --config {input.study} --out {params.out} --restart --stale-checkpoint archive 2>&1 "
         "| tee -a {params.out}/run/history.log >> {log}"
 
 
@@ -67,5 +69,5 @@ rule swarm_mpi:
         "echo \"[workflow] attempt {resources.attempt}: {resources.mpi} -n {params.n}\" "
         "| tee -a {params.out}/run/history.log > {log}; "
         "{resources.mpi} -n {params.n} python -m mpi4py -m qhd_aimd run "
-        "--config {input.study} --out {params.out} --restart 2>&1 "
+        "--config {input.study} --out {params.out} --restart --stale-checkpoint archive 2>&1 "
         "| tee -a {params.out}/run/history.log >> {log}"
