@@ -308,7 +308,8 @@ class Propagator:
             slow_all = np.stack([g[t][4] for t in act_ids])
             slow_c = slow_all[cent]
             slow_nb = to_frame(slow_all[lb], u_ab)
-            energies = np.stack([s.elec[i].energies for i in local])
+            energies = np.stack([s.elec[i].energies for i in local]) if len(local) else \
+                np.zeros((0, s.rho.shape[1]))  # a rank without trajectories
             kappa = fl.coherence_wavevectors(energies, frame.velocity(s.momenta[local] / self.masses))
         quadratic = self._method.geometric
         drho_c, d2rho_c = fl.rho_derivatives_pairs(la, n_loc, dx, wp, h, rho_nb, rho_c, slow_nb, slow_c,

@@ -31,6 +31,8 @@ def _fake_run(path, n_frames=5, n_traj=3, n_states=3, hopping=False, seed=0):
             "force_meanfield": np.zeros((n_traj, d)), "force_geometric": np.zeros((n_traj, d)),
             "force_qc": np.zeros((n_traj, d)), "active": np.array([True, k < 3, True][:n_traj]),
         })
+        for key in FRAME_KEYS:  # per-trajectory flags this helper does not model (zeros)
+            frames[-1].setdefault(key, np.zeros(n_traj))
     extra = {"masses_au": np.repeat(MASSES_AMU * AMU_ME, 3)}
     if hopping:
         extra["active_state"] = rng.integers(0, n_states, size=(n_frames, n_traj))
