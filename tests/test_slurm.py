@@ -63,12 +63,7 @@ def _env(cluster, **kw):
     e = cluster.env()
     e.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="Agg",
              PATH=f"{BIN}:{e.get('PATH', '')}",
-             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}",
-             # one node: shared memory only. UCX's default transports make MPI_Init of the
-             # mpich wheel under `srun --mpi=pmi2` fail in ~5 of 8 launches on this VM
-             # ("failed to unpack address, invalid bandwidth 0.00", pmodels/mpich#7417);
-             # 0 of 12 with self,sm (measured)
-             UCX_TLS="self,sm")
+             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}")
     e.update({k: str(v) for k, v in kw.items()})
     return e
 
@@ -102,9 +97,13 @@ def test_workflow_under_slurm(cluster, tmp_path):
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
            "--seconds-between-status-checks", "3", "--slurm-keep-successful-logs",
            "--latency-wait", "10",
+           # MPI_Init of the mpich wheel fails now and then on the shared test VM ("UCX ERROR
+           # failed to unpack address, invalid bandwidth 0.00", pmodels/mpich#7417; measured
+           # 5 of 8 launches in one minute, 0 of 10 in the next): more retries than the profile
+           "--retries", "6",
            "--set-resources",
-           # first attempt: 1 minute (killed); the resubmitted one gets 10 minutes
-           *_set_resources(swarm_mpi={"runtime": Expr("1 if attempt == 1 else 10")})]
+           # every attempt gets 1 minute: the swarm needs > 96 s, so SLURM kills it at least once
+           *_set_resources(swarm_mpi={"runtime": 1})]
     sm = subprocess.Popen(cmd, cwd=work, env=_env(cluster, QHD_TEST_SLEEP=0.12,
                                                   QHD_TEST_SLEEP_MATCH="tully_mpi"),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -134,11 +133,12 @@ def test_workflow_under_slurm(cluster, tmp_path):
     hist = (mpi_dir / "run" / "history.log").read_text()
     print(hist)
     attempts = hist.split("[workflow] attempt ")[1:]
-    assert len(attempts) == 2, hist
     assert attempts[0].startswith("1: srun --mpi=pmi2 --kill-on-bad-exit=1 -n 2"), hist
-    first, last = attempts[0], attempts[-1]
-    for a in (first, last):
+    started = [a for a in attempts if "MPI world of" in a]  # (not the failed MPI start-ups)
+    assert len(started) >= 2, hist
+    for a in started:
         assert "MPI world of 2 rank(s); SLURM job" in a and "step 0 with 2 task(s)" in a, hist
+    first, last = started[0], started[-1]
     assert "DUE TO TIME LIMIT" in first and "step 800/800" not in first, hist
     assert "resuming from the checkpoint at step" in last and "step 800/800" in last, hist
 
