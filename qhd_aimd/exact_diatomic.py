@@ -296,20 +296,24 @@ def make_diatomic_grid(model: SplineModel, e_ceiling: float, t_final: float, r_s
     sqrt(2 mu (e_ceiling - min E_0)), spacing pi / (p_factor p_max); the inner edge where the
     lower adiabat first exceeds e_ceiling + 1 eV walking inwards from ``r_start`` (classically
     forbidden by > 1 eV), the outer edge r_start + p_max/mu t_final + ``pad`` bohr, both clipped
-    to the scan. ``inner`` (region for the edge check) leaves ``pad`` bohr at each end."""
+    to the scan. ``inner`` (region for the edge check) is [inner edge, outer edge - ``pad``]; a
+    scan that does not reach the wall raises ``ConfigError``."""
     r = model.dia.r_bohr
     fine = np.linspace(r[0], r[-1], 4001)
     e_lo = np.linalg.eigvalsh(model.h(fine[:, None]))[:, 0]
     p_max = math.sqrt(2 * model.mass * max(e_ceiling - e_lo.min(), 1e-6))
     inside = fine <= r_start
     high = np.nonzero(inside & (e_lo > e_ceiling + 1.0 / HARTREE_EV))[0]
-    lo = fine[high[-1]] if len(high) else r[0]
+    if not len(high):
+        raise ConfigError(f"exact: the scanned range starts at {r[0]:.3f} bohr, where the lower "
+                          "curve is not yet 1 eV above the initial energy; scan shorter bonds")
+    lo = fine[high[-1]]
     hi = min(r[-1], r_start + p_max / model.mass * t_final + pad)
     h = dx if dx is not None else math.pi / (p_factor * p_max)
     npts = sfft.next_fast_len(math.ceil((hi - lo) / h))
     npts += npts % 2
     ax = lo + (hi - lo) / npts * np.arange(npts)
-    return Grid(axes=[ax], inner=[(lo + pad, hi - pad)], p_max=[p_max], strict=[False])
+    return Grid(axes=[ax], inner=[(lo, hi - pad)], p_max=[p_max], strict=[False])
 
 
 @dataclass
@@ -408,12 +412,13 @@ def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples:
 
 
 def scan_range(cfg) -> tuple[float, float]:
-    """Default scanned range (bohr): 0.6 R_xyz to R_xyz + 12 bohr, overridable per study by
-    the propagation grid staying inside it (``make_diatomic_grid`` clips, the edge check warns)."""
+    """Default scanned range (bohr): 0.5 R_xyz to R_xyz + 12 bohr (``make_diatomic_grid``
+    refuses a scan that misses the inner wall; the edge check warns when the packet reaches the
+    outer end)."""
     from qhd_aimd.prepare.molecule import read_xyz
     _, x = read_xyz(cfg.system.molecule.xyz)
     r0 = float(np.linalg.norm(x[3:] - x[:3]))
-    return 0.6 * r0, r0 + 12.0
+    return 0.5 * r0, r0 + 12.0
 
 
 def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: float = MAX_ANGLE,

@@ -168,3 +168,39 @@ def test_thermal_mixture_weights():
     # <R> of the mixture: the weighted mean of the members' <R>
     means = [float(r.mean_position_bohr[0]) for r in res.runs]
     assert abs(res.bond_mean[0, 0] - np.dot(res.vib_weights, means)) < 1e-9
+
+
+def test_tables_and_report_bond_overlay(tmp_path):
+    """write_exact_diatomic -> load_exact (exact_bond.csv) -> fig_bond with a diatomic run's
+    swarm bond length read from trajectories.h5."""
+    import csv
+
+    import h5py
+
+    from qhd_aimd.report.html import Run, Section, fig_bond, load_exact, swarm_bond_length
+    from qhd_aimd.exact_diatomic import write_exact_diatomic
+
+    curves = _bound_curves()
+    res = propagate_diatomic(curves, 1, 40.0, 5, warn=False)
+    res.meta["name"] = "toy"
+    write_exact_diatomic(curves, res, tmp_path / "exact")
+    with open(tmp_path / "exact" / "exact_bond.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["time_fs", "mean_r_0_bohr", "std_r_0_bohr", "mean_r_1_bohr",
+                             "std_r_1_bohr"]
+    assert abs(float(rows[0]["mean_r_1_bohr"]) - res.bond_mean[0, 1]) < 1e-9
+    ex = load_exact(tmp_path / "exact")
+    assert ex.bond is not None and ex.populations["p"].shape == (6, 2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pos = np.zeros((6, 3, 6))
+    pos[..., 5] = np.array([2.0, 2.2, 2.4])[None, :]  # bonds along z
+    with h5py.File(run_dir / "trajectories.h5", "w") as f:
+        f["positions_bohr"] = pos
+        f["active"] = np.ones((6, 3), bool)
+    run = Run(run_dir, "ehrenfest", {"system": {"molecule": {"xyz": "x"}}}, "", {
+        "time_fs": res.time_fs}, {}, {})
+    b = swarm_bond_length(run)
+    assert np.allclose(b["mean"], 2.2) and np.allclose(b["std"], np.std([2.0, 2.2, 2.4]))
+    fig = fig_bond(Section("toy", "toy", [run], ex))
+    assert len(fig.axes[0].lines) == 4  # swarm mean, exact per state (2), exact total
