@@ -291,11 +291,12 @@ def vibrational_states(model: SplineModel, grid: Grid, n: int):
 
 
 def make_diatomic_grid(model: SplineModel, e_ceiling: float, t_final: float, r_start: float,
-                       p_factor: float = 2.0, pad: float = 1.0, dx: float | None = None) -> Grid:
+                       p_factor: float = 2.0, pad: float = 1.0, dx: float | None = None,
+                       wall_ev: float = 1.0) -> Grid:
     """Uniform periodic grid inside the scanned range: the momentum bound p_max =
     sqrt(2 mu (e_ceiling - min E_0)), spacing pi / (p_factor p_max); the inner edge where the
-    lower adiabat first exceeds e_ceiling + 1 eV walking inwards from ``r_start`` (classically
-    forbidden by > 1 eV), the outer edge r_start + p_max/mu t_final + ``pad`` bohr, both clipped
+    lower adiabat first exceeds e_ceiling + ``wall_ev`` walking inwards from ``r_start``
+    (classically forbidden by > 1 eV by default), the outer edge r_start + p_max/mu t_final + ``pad`` bohr, both clipped
     to the scan. ``inner`` (region for the edge check) is [inner edge, outer edge - ``pad``]; a
     scan that does not reach the wall raises ``ConfigError``."""
     r = model.dia.r_bohr
@@ -303,10 +304,11 @@ def make_diatomic_grid(model: SplineModel, e_ceiling: float, t_final: float, r_s
     e_lo = np.linalg.eigvalsh(model.h(fine[:, None]))[:, 0]
     p_max = math.sqrt(2 * model.mass * max(e_ceiling - e_lo.min(), 1e-6))
     inside = fine <= r_start
-    high = np.nonzero(inside & (e_lo > e_ceiling + 1.0 / HARTREE_EV))[0]
+    high = np.nonzero(inside & (e_lo > e_ceiling + wall_ev / HARTREE_EV))[0]
     if not len(high):
         raise ConfigError(f"exact: the scanned range starts at {r[0]:.3f} bohr, where the lower "
-                          "curve is not yet 1 eV above the initial energy; scan shorter bonds")
+                          f"curve is not yet {wall_ev} eV above the initial energy; scan shorter "
+                          "bonds")
     lo = fine[high[-1]]
     hi = min(r[-1], r_start + p_max / model.mass * t_final + pad)
     h = dx if dx is not None else math.pi / (p_factor * p_max)
@@ -346,7 +348,7 @@ class DiatomicResult:
 def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples: int, *,
                        temperature_K: float = 0.0, dt_max: float = 1.0, p_factor: float = 2.0,
                        pad: float = 1.0, dx: float | None = None, max_vib: int = 30,
-                       warn: bool = True) -> DiatomicResult:
+                       wall_ev: float = 1.0, warn: bool = True) -> DiatomicResult:
     """Exact dynamics of the vibrational ground state (or Boltzmann mixture) of E_0 placed on the
     adiabatic state ``state``; samples every ``dt`` (a.u.) for ``n_samples`` intervals."""
     if state not in (0, 1):
@@ -358,7 +360,7 @@ def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples:
     r_eq = curves.r_bohr[np.argmin(curves.energies[:, 0])]
     e_state = float(np.interp(r_eq, curves.r_bohr, curves.energies[:, state]))
     e_ceiling = e_state + 0.5 / HARTREE_EV + 10 * KB_HARTREE_PER_K * temperature_K
-    grid = make_diatomic_grid(model, e_ceiling, t_final, r_eq, p_factor, pad, dx)
+    grid = make_diatomic_grid(model, e_ceiling, t_final, r_eq, p_factor, pad, dx, wall_ev)
     n_v = 1 if temperature_K <= 0 else max_vib
     e_v, chi = vibrational_states(model, grid, n_v)
     if temperature_K > 0:
@@ -425,7 +427,7 @@ def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: flo
                        r_range: tuple[float, float] | None = None, dt_max: float = 1.0,
                        p_factor: float = 2.0, pad: float = 1.0, dx: float | None = None,
                        curves: DiatomicCurves | None = None, progress=None,
-                       warn: bool = True) -> tuple[DiatomicCurves, DiatomicResult]:
+                       wall_ev: float = 1.0, warn: bool = True) -> tuple[DiatomicCurves, DiatomicResult]:
     """Curves (or ``out_dir/exact_curves.h5`` when it exists with the same dr, max_angle and
     range) and exact dynamics for a diatomic molecule study (``StudyConfig``)."""
     from qhd_aimd.electronic import make_backend
@@ -458,7 +460,7 @@ def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: flo
     dyn = cfg.dynamics
     res = propagate_diatomic(curves, cfg.initial.state, dyn.dt, dyn.n_steps,
                              temperature_K=cfg.initial.temperature_K, dt_max=dt_max,
-                             p_factor=p_factor, pad=pad, dx=dx, warn=warn)
+                             p_factor=p_factor, pad=pad, dx=dx, wall_ev=wall_ev, warn=warn)
     res.meta["name"] = cfg.name or ""
     res.meta["method"] = _method_tag(cfg)
     return curves, res

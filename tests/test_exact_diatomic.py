@@ -204,3 +204,45 @@ def test_tables_and_report_bond_overlay(tmp_path):
     assert np.allclose(b["mean"], 2.2) and np.allclose(b["std"], np.std([2.0, 2.2, 2.4]))
     fig = fig_bond(Section("toy", "toy", [run], ex))
     assert len(fig.axes[0].lines) == 4  # swarm mean, exact per state (2), exact total
+
+
+@pytest.mark.pyscf
+def test_casscf_curves_coupling_and_random_signs():
+    """LiH SA2-CASSCF(2,2)/STO-3G on R in [2.8, 3.8] bohr: |d_01| of the overlap-transported
+    diabatisation vs PySCF's analytic SA-CASSCF NAC projected on the bond; a backend that
+    multiplies every state by a random sign at every call gives the same diabatic H."""
+    from dataclasses import replace
+
+    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.exact_diatomic import bond_positions, scan_curves
+
+    backend = CasscfBackend(symbols=["Li", "H"], basis="sto-3g", ncas=2, nelecas=2, n_states=2)
+    x_ref = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    curves = scan_curves(backend, x_ref, 2.8, 3.8, dr=0.1, max_angle=0.02)
+    dia = diabatize(curves)
+    assert np.max(np.abs(np.linalg.eigvalsh(dia.h) - curves.energies)) < 1e-12
+    rng = np.random.default_rng(5)
+
+    class Flipping:
+        n_states, masses = backend.n_states, backend.masses
+
+        def compute(self, x, reference=None):
+            d = backend.compute(x, reference)
+            signs = rng.choice([-1.0, 1.0], size=2)
+            return replace(d, handle=d.handle.with_ci([s * c for s, c in zip(signs, d.handle.ci)]))
+
+        def overlap(self, a, b):
+            return backend.overlap(a, b)
+
+    flipped = diabatize(scan_curves(Flipping(), x_ref, 2.8, 3.8, dr=0.1, max_angle=0.02))
+    assert np.max(np.abs(flipped.h[:, 0, 0] - dia.h[:, 0, 0])) < 1e-9
+    assert np.max(np.abs(np.abs(flipped.h[:, 0, 1]) - np.abs(dia.h[:, 0, 1]))) < 1e-9
+    # analytic NAC at two mid points, along the bond: dx/dR = (-axis/2, +axis/2)
+    axis = np.array([0, 0, -0.5, 0, 0, 0.5])
+    for i in (1, len(curves.r_bohr) - 3):
+        r_mid = 0.5 * (curves.r_bohr[i] + curves.r_bohr[i + 1])
+        data = backend.compute(bond_positions(x_ref, r_mid))
+        _, nac = backend.derivatives(data)
+        d_an = abs(float(nac[0, 1] @ axis))
+        print(r_mid, dia.abs_coupling[i], d_an)
+        assert abs(dia.abs_coupling[i] - d_an) < 1e-2 * d_an + 1e-4, (r_mid, dia.abs_coupling[i], d_an)
