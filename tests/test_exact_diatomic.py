@@ -246,3 +246,18 @@ def test_casscf_curves_coupling_and_random_signs():
         d_an = abs(float(nac[0, 1] @ axis))
         print(r_mid, dia.abs_coupling[i], d_an)
         assert abs(dia.abs_coupling[i] - d_an) < 1e-2 * d_an + 1e-4, (r_mid, dia.abs_coupling[i], d_an)
+
+
+def test_cli_exact_refuses_polyatomic(tmp_path, capsys):
+    import yaml
+
+    from qhd_aimd.cli import main
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config" / "studies" / "lih_exact.yaml").read_text())
+    cfg["system"]["molecule"]["xyz"] = str(repo / "config" / "molecules" / "ethylene.xyz")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["exact", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "system.molecule.xyz has 6 atoms" in err[0]
