@@ -1,7 +1,7 @@
 """Exact (J = 0) wavepacket of KCl on its SA2-CASSCF(2,2)/6-31+G curves: the ionic/covalent
-crossing (docs/physics.md, "Exact reference on a real diatomic"). Scans R in [3, 30] bohr (the
+crossing (docs/physics.md, "Exact reference on a real diatomic"). Scans R in [3.2, 24] bohr (spacing 0.2 bohr, bisected where the mixing angle turns by > 0.02 rad) (the
 default range r_xyz + 12 bohr stops short of the crossing), then propagates the vibrational
-ground state of X placed on the upper state for 500 fs.
+ground state of X placed on the upper state for 400 fs.
 
     PYTHONPATH=. python docs/validation/exact_diatomic_kcl.py OUT_DIR   (> exact_diatomic_kcl.txt)
 """
@@ -20,9 +20,9 @@ cfg = parse_config(dict(
     system=dict(molecule=dict(xyz="config/molecules/kcl.xyz"),
                 electronic=dict(basis="6-31+g", active_space=[2, 2], n_states=2)),
     initial=dict(sampling="wigner", n_trajectories=1, state=1),
-    dynamics=dict(dt_fs=1.0, t_final_fs=500.0)))
+    dynamics=dict(dt_fs=1.0, t_final_fs=400.0)))
 t0 = time.time()
-curves, res = run_exact_diatomic(cfg, out, r_range=(3.0, 30.0), progress=None)
+curves, res = run_exact_diatomic(cfg, out, r_range=(3.2, 24.0), dr=0.2, progress=None)
 write_exact_diatomic(curves, res, out)
 dia = diabatize(curves)
 gap = (curves.energies[:, 1] - curves.energies[:, 0]) * HARTREE_EV
