@@ -141,21 +141,38 @@ def polar(s: np.ndarray) -> np.ndarray:
 
 
 def adaptive_grid(compute_pair, r_lo: float, r_hi: float, dr: float = DR_BOHR,
-                  max_angle: float = MAX_ANGLE, min_dr: float = 1e-3):
+                  max_angle: float = MAX_ANGLE, min_dr: float = 1e-3, min_sv_ratio: float = 0.9):
     """Uniform grid of spacing <= ``dr`` on [r_lo, r_hi], bisected where a step's |dtheta|
-    exceeds ``max_angle``.
+    exceeds ``max_angle`` or where the step overlap is far from orthogonal (ratio of its singular
+    values below ``min_sv_ratio``: the two-state space itself changes along the step).
 
     ``compute_pair(r_list)`` returns (energies (K, 2), overlaps (K-1, 2, 2)) for an ascending
     list; it is called again with the refined list until no step needs bisection (steps are
-    never made shorter than ``min_dr``). Returns (r (K,), energies, overlaps, rounds).
+    never made shorter than ``min_dr``). A step of ``min_dr`` whose angle still exceeds
+    ``max_angle`` with an orthogonal overlap is an exact crossing (the states swap; the
+    transported frame turns through it, H_d stays smooth) and is kept; one whose overlap is still
+    not orthogonal is a discontinuity of the solver's two-state space (e.g. an active-space
+    switch), where no diabatisation exists: ``ConfigError`` naming R. Returns
+    (r (K,), energies, overlaps, rounds).
     """
     n = max(2, math.ceil((r_hi - r_lo) / dr) + 1)
     rs = list(np.linspace(r_lo, r_hi, n))
     for rounds in range(1, 30):
         e, s = compute_pair(rs)
         ang = step_angle(s)
+        sv = np.linalg.svd(s, compute_uv=False)
+        ratio = sv[:, -1] / np.maximum(sv[:, 0], 1e-300)
         steps = np.diff(rs)
-        bad = np.nonzero((ang > max_angle) & (steps > 2 * min_dr))[0]
+        short = steps <= 2 * min_dr
+        broken = np.nonzero(short & (ratio < min_sv_ratio))[0]
+        if len(broken):
+            i = int(broken[0])
+            raise ConfigError(
+                f"exact: the two electronic states change discontinuously between R = {rs[i]:.4f} "
+                f"and {rs[i + 1]:.4f} bohr (step overlap singular values "
+                f"{np.array2string(sv[i], precision=3)}): an active-space switch of the solver; "
+                "no diabatisation exists there -- choose another active space or scan range")
+        bad = np.nonzero(((ang > max_angle) | (ratio < min_sv_ratio)) & ~short)[0]
         if len(bad) == 0:
             return np.asarray(rs), e, s, rounds
         rs = sorted(set(rs) | {0.5 * (rs[i] + rs[i + 1]) for i in bad})

@@ -261,3 +261,30 @@ def test_cli_exact_refuses_polyatomic(tmp_path, capsys):
     assert main(["exact", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "system.molecule.xyz has 6 atoms" in err[0]
+
+
+def test_solver_discontinuity_is_refused_but_exact_crossing_kept():
+    """A two-state space that jumps (overlap with a vanishing singular value that bisection
+    cannot remove) is a ConfigError naming R; an exact crossing of uncoupled states (overlap a
+    90-degree rotation at any resolution) is kept, and H_d stays smooth through it."""
+    from qhd_aimd.errors import ConfigError
+
+    def jump(rs):
+        rs = np.asarray(rs)
+        e = np.column_stack([rs, rs + 1.0])
+        s = np.tile(np.eye(2), (len(rs) - 1, 1, 1))
+        k = np.nonzero((rs[:-1] < 0.3) & (rs[1:] > 0.3))[0]
+        s[k, 1, 1] = 1e-6  # the upper state leaves the space between the two points
+        return e, s
+    with pytest.raises(ConfigError, match="discontinuously between R = 0.29"):
+        adaptive_grid(jump, 0.0, 1.0, 0.1, 0.02)
+
+    def crossing(rs):  # diabats x and -x, no coupling: adiabats swap at x = 0.05 (off-grid)
+        x = np.asarray(rs) - 0.05
+        e = np.sort(np.column_stack([x, -x]), axis=1)
+        v = np.where((x < 0)[:, None, None], np.eye(2), np.eye(2)[::-1])  # columns: adiabats
+        return e, np.einsum("kan,kam->knm", v[:-1], v[1:])
+    r, e, s, _ = adaptive_grid(crossing, -1.0, 1.0, 0.1, 0.02)
+    dia = diabatize(DiatomicCurves(r, e, s, 1.0))
+    assert np.max(np.abs(dia.h[:, 0, 1])) < 1e-14
+    assert np.max(np.abs(np.abs(dia.h[:, 0, 0] - dia.h[:, 1, 1]) - 2 * np.abs(r - 0.05))) < 1e-12
