@@ -52,7 +52,7 @@ import scipy.fft as sfft
 from scipy.interpolate import CubicSpline
 
 from qhd_aimd.errors import ConfigError
-from qhd_aimd.exact import EDGE_TOL, ExactResult, Grid, _initial_electronic, propagate
+from qhd_aimd.exact import EDGE_TOL, Grid, _initial_electronic, propagate
 from qhd_aimd.units import AUT_FS, HARTREE_EV, KB_HARTREE_PER_K
 
 #: default electronic grid: spacing (bohr) and largest mixing-angle change per step (rad)
@@ -529,15 +529,7 @@ def write_exact_diatomic(curves: DiatomicCurves, res: DiatomicResult, out_dir) -
     return path
 
 
-def is_diatomic(cfg) -> bool:
-    """Whether a study config describes a two-atom molecule."""
-    if cfg.system.molecule is None:
-        return False
-    from qhd_aimd.prepare.molecule import read_xyz
-    return len(read_xyz(cfg.system.molecule.xyz)[0]) == 2
-
-
 __all__ = ["DiatomicCurves", "Diabatic", "SplineModel", "DiatomicResult", "scan_curves",
            "adaptive_grid", "diabatize", "step_angle", "polar", "coupling_from_diabatic",
            "propagate_diatomic", "run_exact_diatomic", "write_exact_diatomic", "bond_positions",
-           "vibrational_states", "make_diatomic_grid", "is_diatomic", "EDGE_TOL"]
+           "vibrational_states", "make_diatomic_grid", "EDGE_TOL"]

@@ -13,7 +13,7 @@ from qhd_aimd.electronic.models import get_model
 from qhd_aimd.exact import make_grid, propagate
 from qhd_aimd.exact_diatomic import (DiatomicCurves, SplineModel, adaptive_grid,
                                      coupling_from_diabatic, diabatize, propagate_diatomic,
-                                     step_angle, vibrational_states, make_diatomic_grid)
+                                     step_angle)
 
 
 def _model_curves(model, r_lo, r_hi, dr=0.1, max_angle=0.02, signs=None, rng=None):
