@@ -207,7 +207,8 @@ def scan_curves(backend, x_ref, r_lo: float, r_hi: float, *, dr: float = DR_BOHR
         if progress:
             progress(f"exact: {len(cache)} points")
         e = np.array([cache[r].energies for r in rs])
-        s = np.array([np.real(backend.overlap(cache[a], cache[b])) for a, b in zip(rs[:-1], rs[1:])])
+        s = np.array([np.real(backend.overlap(cache[a], cache[b]))
+                      for a, b in zip(rs[:-1], rs[1:])])
         return e, s
 
     wall = time.perf_counter()
@@ -277,7 +278,8 @@ class SplineModel:
         x = np.asarray(x, float)[..., 0]
         r = self.dia.r_bohr
         if np.any(x < r[0] - 1e-9) or np.any(x > r[-1] + 1e-9):
-            raise ConfigError(f"exact: grid point outside the scanned range [{r[0]:.3f}, {r[-1]:.3f}] bohr")
+            raise ConfigError(f"exact: grid point outside the scanned range "
+                              f"[{r[0]:.3f}, {r[-1]:.3f}] bohr")
         h00, h01, h11 = (s(x) for s in self._spl)
         return np.stack([np.stack([h00, h01], -1), np.stack([h01, h11], -1)], -2)
 
@@ -313,8 +315,8 @@ def make_diatomic_grid(model: SplineModel, e_ceiling: float, t_final: float, r_s
     """Uniform periodic grid inside the scanned range: the momentum bound p_max =
     sqrt(2 mu (e_ceiling - min E_0)), spacing pi / (p_factor p_max); the inner edge where the
     lower adiabat first exceeds e_ceiling + ``wall_ev`` walking inwards from ``r_start``
-    (classically forbidden by > 1 eV by default), the outer edge r_start + p_max/mu t_final + ``pad`` bohr, both clipped
-    to the scan. ``inner`` (region for the edge check) is [inner edge, outer edge - ``pad``]; a
+    (classically forbidden by > 1 eV by default), the outer edge r_start + p_max/mu t_final +
+    ``pad`` bohr, both clipped to the scan. ``inner`` (region for the edge check) is [inner edge, outer edge - ``pad``]; a
     scan that does not reach the wall raises ``ConfigError``."""
     r = model.dia.r_bohr
     fine = np.linspace(r[0], r[-1], 4001)
@@ -444,7 +446,8 @@ def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: flo
                        r_range: tuple[float, float] | None = None, dt_max: float = 1.0,
                        p_factor: float = 2.0, pad: float = 1.0, dx: float | None = None,
                        curves: DiatomicCurves | None = None, progress=None,
-                       wall_ev: float = 1.0, warn: bool = True) -> tuple[DiatomicCurves, DiatomicResult]:
+                       wall_ev: float = 1.0,
+                       warn: bool = True) -> tuple[DiatomicCurves, DiatomicResult]:
     """Curves (or ``out_dir/exact_curves.h5`` when it exists with the same dr, max_angle and
     range) and exact dynamics for a diatomic molecule study (``StudyConfig``)."""
     from qhd_aimd.electronic import make_backend

@@ -244,8 +244,8 @@ def test_casscf_curves_coupling_and_random_signs():
         data = backend.compute(bond_positions(x_ref, r_mid))
         _, nac = backend.derivatives(data)
         d_an = abs(float(nac[0, 1] @ axis))
-        print(r_mid, dia.abs_coupling[i], d_an)
-        assert abs(dia.abs_coupling[i] - d_an) < 1e-2 * d_an + 1e-4, (r_mid, dia.abs_coupling[i], d_an)
+        # measured: 0.13229 vs 0.13235, 0.20818 vs 0.20818 /bohr
+        assert abs(dia.abs_coupling[i] - d_an) < 1e-2 * d_an + 1e-4, (r_mid, d_an)
 
 
 def test_cli_exact_refuses_polyatomic(tmp_path, capsys):

@@ -148,7 +148,7 @@ def load_exact(path: str | Path) -> Exact:
     if (path / "exact.h5").exists():
         with h5py.File(path / "exact.h5", "r") as f:
             ex.attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    if ex.populations is None and ex.coherence is None and ex.scattering is None and ex.bond is None:
+    if all(t is None for t in (ex.populations, ex.coherence, ex.scattering, ex.bond)):
         raise QhdError(f"{path}: no exact_*.csv tables found (run 'qhd-aimd exact')")
     return ex
 
@@ -358,8 +358,9 @@ def fig_bond(sec: Section):
         for n in (0, 1):
             ax.plot(eb["time_fs"], eb[f"mean_r_{n}_bohr"], _STYLES[n], color="k", lw=1.0,
                     label=f"exact: <R> on state {n}")
-        if sec.exact.populations is not None and len(sec.exact.populations["time_fs"]) == len(eb["time_fs"]):
-            p = sec.exact.populations["p"]
+        pops = sec.exact.populations
+        if pops is not None and len(pops["time_fs"]) == len(eb["time_fs"]):
+            p = pops["p"]
             tot = np.nansum(p * np.column_stack([eb["mean_r_0_bohr"], eb["mean_r_1_bohr"]]), axis=1)
             ax.plot(eb["time_fs"], tot, color="0.4", lw=1.0, label="exact: <R>")
     ax.set(xlabel="time (fs)", ylabel="bond length (bohr)",
