@@ -163,7 +163,7 @@ def test_runstore_drops_segments_newer_than_checkpoint(tmp_path):
              "e_pot_hartree": np.zeros(2), "force_meanfield": np.zeros((2, 1)),
              "force_geometric": np.zeros((2, 1)), "force_qc": np.zeros((2, 1)),
              "active": np.ones(2, bool), "active_switch": np.zeros(2, bool),
-             "active_overlap": np.full(2, -1.0)}
+             "active_overlap": np.full(2, -1.0), "fields_fallback": np.zeros(2, bool)}
     for s in range(3):
         store.add({**frame, "step": np.int64(s)})
     store.checkpoint({"step": 2})
