@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from qhd_aimd.dynamics import decoherence as dc
 from qhd_aimd.dynamics import fields as fl
 from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
 from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
@@ -37,7 +38,9 @@ class Swarm:
     adiabatic basis; elec list of ``ElectronicData``; forces (L, D) hartree/bohr split into
     mean-field, geometric and quantum-coupling parts (f_qc includes the quantum force of Eq. 68
     when ``Propagator.quantum_force``); extra (L, N, N) hartree: the method's
-    generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason.
+    generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason;
+    adiabatic_momenta (L, N, D) a.u.: f_n = -int dE_n dt along each trajectory
+    (``decoherence``; zeros unless ``Propagator.coherence_gradient == "accumulated"``).
     """
 
     ids: np.ndarray
@@ -53,6 +56,11 @@ class Swarm:
     extra: np.ndarray
     active: np.ndarray
     failures: dict = field(default_factory=dict)
+    adiabatic_momenta: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.adiabatic_momenta is None:
+            self.adiabatic_momenta = np.zeros(self.rho.shape[:2] + self.positions.shape[1:])
 
     @property
     def force(self) -> np.ndarray:
@@ -81,6 +89,15 @@ class Propagator:
         ``fields.coherence_wavevector``)
     quantum_force : add the quantum force of Eq. 68 (``fields.quantum_force``), estimated from
         the swarm and recorded with the quantum-coupling force (``f_qc``)
+    coherence_gradient : "regression" (neighbours' rho, ``fields``), "accumulated" (phase
+        gradient from each trajectory's adiabatic momenta, ``decoherence``) or
+        "energy_consistent" (the same with their component along the flow from energy
+        conservation, ``decoherence.energy_consistent``); ``fields.coherence_gradient``
+    quantum_momentum : "kernel" (-1/2 d ln n) or "pair_centred" (``decoherence``; used with
+        the accumulated gradient; ``fields.quantum_momentum``)
+    energy_correction : "rescale" (coupled methods: each trajectory's momentum is rescaled
+        after every step so that E_kin + Tr(rho H_el) keeps its value) or "none"
+        (``dynamics.energy_correction``)
     comm : communicator (``SerialComm`` or mpi4py)
     """
 
@@ -95,10 +112,19 @@ class Propagator:
     comm: object = field(default_factory=SerialComm)
     demodulate: bool = True
     quantum_force: bool = False
+    coherence_gradient: str = "regression"
+    quantum_momentum: str = "pair_centred"
+    energy_correction: str = "none"
 
     def __post_init__(self):
         self._method = METHODS[self.method]
         self.masses = np.asarray(self.backend.masses, float)
+        for key, allowed in (("coherence_gradient", ("regression", "accumulated", "energy_consistent")),
+                             ("quantum_momentum", ("kernel", "pair_centred")),
+                             ("energy_correction", ("rescale", "none"))):
+            if getattr(self, key) not in allowed:
+                raise QhdError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        self._accumulated = self._method.coupled and self.coherence_gradient != "regression"
 
     # ------------------------------------------------------------------ setup
     def initialize(self, ids, positions, momenta, states) -> Swarm:
@@ -146,9 +172,16 @@ class Propagator:
             rho[act] = liouville_step(s.rho[act], e_old, e_new, u, dt, self.n_substeps, extra)
         new = replace(s, step=s.step + 1, time_au=s.time_au + dt, positions=pos, momenta=mom,
                       rho=rho, elec=elec, active=active, failures=failures)
+        if self._accumulated and len(act):
+            new.adiabatic_momenta = s.adiabatic_momenta.copy()
+            new.adiabatic_momenta[act] = self._accumulate(new, act)
         new.f_meanfield = self._meanfield(new)
         self._update_fields(new)
         new.momenta[act] += 0.5 * dt * new.force[act]
+        if self.energy_correction == "rescale" and self._method.coupled and len(act):
+            e_target = np.add(*s.energies(self.masses))[act]
+            e_pot = new.energies(self.masses)[1][act]
+            new.momenta[act], _ = dc.rescale_momenta(new.momenta[act], self.masses, e_pot, e_target)
         return new
 
     def _meanfield(self, s: Swarm) -> np.ndarray:
@@ -162,6 +195,8 @@ class Propagator:
         """Geometric / quantum-coupling forces and generator at the swarm's current time."""
         if not self._method.coupled:
             return
+        if self._accumulated:
+            return self._update_fields_accumulated(s)
         g = self.gather(s)
         act_ids = [i for i in sorted(g) if g[i][3]]
         pos = np.stack([g[i][0] for i in act_ids])
@@ -215,6 +250,78 @@ class Propagator:
                 for i in local:
                     s.f_qc[i] += fl.quantum_force(where[int(s.ids[i])], pos, w, h, dlnn, inv_mass,
                                                   self.ridge)
+
+    def _state_gradients(self, e) -> np.ndarray:
+        """d_j E_n, (N, D), from the backend's dhdx (``ElectronicData.dhdx`` or ``backend.dhdx``)."""
+        dhdx = e.dhdx if e.dhdx is not None else self.backend.dhdx(e)
+        return dc.energy_gradients(dhdx)
+
+    def _accumulate(self, s: Swarm, act) -> np.ndarray:
+        """Adiabatic momenta at s's time for the trajectories ``act`` (reset where not mixed)."""
+        pops = np.real(np.diagonal(s.rho[act], axis1=1, axis2=2))
+        mixed = ((pops > dc.POP_MIN) & (pops < 1.0 - dc.POP_MIN)).any(axis=1)
+        grad = np.zeros_like(s.adiabatic_momenta[act])
+        for n, i in enumerate(act):
+            if mixed[n]:  # gradients only where they are used (molecules: one per state)
+                grad[n] = self._state_gradients(s.elec[i])
+        return dc.accumulate(s.adiabatic_momenta[act], grad, grad, pops, self.dt)
+
+    def _update_fields_accumulated(self, s: Swarm) -> None:
+        """Swarm fields with d rho from the adiabatic momenta (``decoherence``): no neighbour
+        overlaps; positions, populations and f of the whole swarm are exchanged."""
+        f_loc = s.adiabatic_momenta
+        if self.coherence_gradient == "energy_consistent":
+            f_loc = dc.energy_consistent(f_loc, np.stack([e.energies for e in s.elec]),
+                                         np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
+                                         self.masses)
+        mine = {int(t): (s.positions[i], np.real(np.diagonal(s.rho[i])), f_loc[i])
+                for i in np.flatnonzero(s.active) for t in [s.ids[i]]}
+        g = {}
+        for part in self.comm.allgather(mine):
+            g.update(part)
+        act_ids = sorted(g)
+        pos = np.stack([g[t][0] for t in act_ids])
+        pops = np.stack([g[t][1] for t in act_ids])
+        f_all = np.stack([g[t][2] for t in act_ids])
+        h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr)
+        w = fl.kernel_matrix(pos, h, self.cutoff)
+        where = {tid: k for k, tid in enumerate(act_ids)}
+        local = np.flatnonzero(s.active)
+        idx = np.array([where[int(s.ids[i])] for i in local], int)
+        inv_mass = 1.0 / self.masses
+        s.extra = np.zeros_like(s.rho)
+        s.f_geometric = np.zeros_like(s.positions)
+        s.f_qc = np.zeros_like(s.positions)
+        if not len(local):
+            if self._method.geometric:
+                self.comm.allgather({})
+            return
+        rho, f = s.rho[local], f_loc[local]
+        drho, d2rho = dc.coherence_derivatives(rho, f)
+        if self._method.quantum_coupling:
+            q, alpha = dc.kernel_quantum_momentum(pos, w, h)
+            if self.quantum_momentum == "pair_centred":
+                qp = dc.pair_quantum_momentum(pos, q, alpha, pops, f_all)[idx]
+            else:
+                qp = np.broadcast_to(q[idx][:, None, None, :], f.shape[:2] + f.shape[1:]).copy()
+            s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho)
+            s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho)
+            if self.quantum_force:
+                dlnn = fl.grad_log_density(pos, w, h)
+                for n, i in enumerate(local):
+                    s.f_qc[i] += fl.quantum_force(idx[n], pos, w, h, dlnn, inv_mass, self.ridge)
+        if self._method.geometric:
+            geo = replace(self._method, quantum_coupling=False)
+            gm = np.stack([fl.metric(rho[n], drho[n]) for n in range(len(local))])
+            g_all = {}
+            for part in self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local)}):
+                g_all.update(part)
+            g_arr = np.stack([g_all[t] for t in act_ids])
+            dg = np.stack([fl.metric_gradient(a, pos, w, h, g_arr, self.ridge) for a in idx])
+            s.extra[local] += extra_generator(geo, inv_mass, np.zeros((len(local), pos.shape[1])),
+                                              drho, d2rho)
+            s.f_geometric[local] = extra_forces(geo, inv_mass, np.zeros((len(local), pos.shape[1])),
+                                                gm, dg)[0]
 
     def _frames(self, g, act_ids, w, mine) -> dict:
         """{(a, b): polar(<u(a)|u(b)>)} for every neighbour pair a < b (indices into ``act_ids``)

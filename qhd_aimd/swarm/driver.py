@@ -19,7 +19,8 @@ from qhd_aimd.errors import ConfigError, QhdError
 from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_frame
 from qhd_aimd.swarm.comm import get_comm, local_ids
 
-_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
+_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active",
+                 "adiabatic_momenta")
 
 
 def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
@@ -54,7 +55,8 @@ def _pack(swarm: Swarm) -> dict:
 
 def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
-    arrays = {k: np.stack([per[t][k] for t in ids]) for k in _SWARM_FIELDS}
+    arrays = {k: np.stack([per[t][k] for t in ids]) for k in _SWARM_FIELDS
+              if all(k in per[t] for t in ids)}  # adiabatic_momenta: absent in older checkpoints
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
@@ -81,7 +83,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     fcfg = cfg.fields
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
-                      fcfg.demodulate, fcfg.quantum_force)
+                      fcfg.demodulate, fcfg.quantum_force, fcfg.coherence_gradient,
+                      fcfg.quantum_momentum, cfg.dynamics.energy_correction)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
 
