@@ -153,9 +153,10 @@ class FieldsSpec(_Strict):
                              "(see docs/physics.md); false: plain regression of rho")
     quantum_force: bool = Field(False, description="add the quantum force of Eq. 68 estimated from "
                                 "the swarm (full QHD; use with initial.sampling: hydrodynamic)")
-    coherence_gradient: Literal["regression", "accumulated"] = Field(
-        "accumulated", description="d rho of the coherences: from each trajectory's accumulated "
-        "adiabatic momenta (CT-MQC) or by regression of the neighbours' rho")
+    coherence_gradient: Literal["regression", "accumulated", "energy_consistent"] = Field(
+        "energy_consistent", description="d rho of the coherences: from each trajectory's "
+        "accumulated adiabatic momenta (CT-MQC), the same with their component along the flow "
+        "from energy conservation, or by regression of the neighbours' rho (docs/physics.md)")
     quantum_momentum: Literal["kernel", "pair_centred"] = Field(
         "pair_centred", description="with coherence_gradient: accumulated, the quantum momentum "
         "-1/2 d ln n with one swarm-wide centre per pair of states (no net population transfer) "
