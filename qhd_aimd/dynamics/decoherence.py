@@ -56,7 +56,7 @@ def accumulate(f: np.ndarray, grad_old: np.ndarray, grad_new: np.ndarray, pops: 
 
 
 def energy_consistent(f: np.ndarray, energies: np.ndarray, pops: np.ndarray, momenta: np.ndarray,
-                      masses: np.ndarray) -> np.ndarray:
+                      masses: np.ndarray, pop_min: float = POP_MIN) -> np.ndarray:
     """Adiabatic momenta with their component along the flow set by energy conservation, (T, N, D).
 
     f (T, N, D); energies, pops (T, N); momenta (T, D); masses (D,). Each f_n is split as
@@ -69,7 +69,11 @@ def energy_consistent(f: np.ndarray, energies: np.ndarray, pops: np.ndarray, mom
     Delta E / v that ``fields.coherence_wavevector`` demodulates, bounded where a branch turns back
     (lambda_n = 0). To first order v . (f_n - f_m) = -(E_n - E_m), the condition under which the
     quantum-coupling generator and force together conserve E_kin + Tr(rho H_el) (``qc_force``).
-    Energies and momenta only: gauge invariant. Trajectories at rest keep f.
+    Energies and momenta only: gauge invariant. Trajectories at rest keep f, and so do states
+    whose population is outside [pop_min, 1 - pop_min] (there ``accumulate`` has reset f to 0):
+    a coherence that only follows the states adiabatically (e.g. berry_2d's passage, P1 ~ 1e-7)
+    does not turn with the flow, and giving it the branch wavevector Delta E / v (10 /bohr there)
+    broke that passage (geometric methods: Berry kick -2.6 instead of -5; measured).
     """
     v = momenta / masses
     pv = np.einsum("tj,tj->t", momenta, v)  # 2 K
@@ -80,7 +84,8 @@ def energy_consistent(f: np.ndarray, energies: np.ndarray, pops: np.ndarray, mom
     kin = 0.5 * pv
     lam = np.sqrt(np.maximum(kin[:, None] + e_bar[:, None] - energies, 0.0) / np.where(ok, kin, 1.0)[:, None])
     out = f + ((lam - 1.0) - a)[:, :, None] * momenta[:, None, :]
-    return np.where(ok[:, None, None], out, f)
+    mixed = (pops > pop_min) & (pops < 1.0 - pop_min)
+    return np.where(ok[:, None, None] & mixed[:, :, None], out, f)
 
 
 def coherence_derivatives(rho: np.ndarray, f: np.ndarray):

@@ -80,8 +80,15 @@ def test_energy_consistent_momenta_make_the_qc_terms_conserve_energy():
     mom = rng.normal(size=(t, d)) * 40.0
     energies = np.sort(rng.normal(size=(t, n)) * 1e-4, axis=1)
     rho = _pure(rng, t, n)
+    rho[0] = np.diag([1.0, 0.0, 0.0])  # one trajectory on a single state: its f is left alone
     pops = np.real(np.diagonal(rho, axis1=1, axis2=2))
-    f = dc.energy_consistent(rng.normal(size=(t, n, d)), energies, pops, mom, masses)
+    f0 = rng.normal(size=(t, n, d))
+    f = dc.energy_consistent(f0, energies, pops, mom, masses)
+    assert np.array_equal(f[0], f0[0])
+    mixed = np.all((pops > dc.POP_MIN) & (pops < 1 - dc.POP_MIN), axis=1)
+    assert mixed.sum() > t // 2
+    mom, energies, rho, f = mom[mixed], energies[mixed], rho[mixed], f[mixed]
+    t = len(mom)
     v = mom / masses
     vdf = np.einsum("tj,tnmj->tnm", v, f[:, :, None] - f[:, None, :])
     gap = energies[:, :, None] - energies[:, None, :]
