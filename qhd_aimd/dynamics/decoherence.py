@@ -148,23 +148,43 @@ def pair_quantum_momentum(positions: np.ndarray, q: np.ndarray, alpha: np.ndarra
     return out
 
 
-def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """K_nm = sum_j xi_j Q_nm,j (f_n - f_m)_j, (T, N, N), hartree (antisymmetric)."""
+def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, closed=None) -> np.ndarray:
+    """K_nm = sum_j xi_j Q_nm,j (f_n - f_m)_j, (T, N, N), hartree (antisymmetric).
+
+    ``closed`` (T, N) bool (``closed_states``): a state the trajectory cannot reach with its
+    energy only gives population away: K_nm <= 0 for closed n and open m (dp_n/dt =
+    2 sum_m K_nm p_n p_m), so the quantum-coupling term never pushes population into a
+    classically closed channel (where no momentum rescaling can conserve the energy).
+    """
     df = f[:, :, None, :] - f[:, None, :, :]
-    return np.einsum("j,tnmj,tnmj->tnm", inv_mass, q_pair, df)
+    k = np.einsum("j,tnmj,tnmj->tnm", inv_mass, q_pair, df)
+    if closed is not None:
+        block = closed[:, :, None] & ~closed[:, None, :]  # n closed, m open
+        k = np.where(block, np.minimum(k, 0.0), k)
+        k = np.where(np.swapaxes(block, 1, 2), np.maximum(k, 0.0), k)
+    return k
 
 
-def qc_generator(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray) -> np.ndarray:
+def closed_states(energies: np.ndarray, pops: np.ndarray, momenta: np.ndarray,
+                  masses: np.ndarray) -> np.ndarray:
+    """(T, N) bool: E_n > E_kin + Tr(rho H) (energies, pops (T, N); momenta (T, D); masses (D,))."""
+    e_kin = 0.5 * np.einsum("tj,tj,j->t", momenta, momenta, 1.0 / masses)
+    return energies > (e_kin + np.einsum("tn,tn->t", pops, energies))[:, None]
+
+
+def qc_generator(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray,
+                 closed=None) -> np.ndarray:
     """Quantum-coupling generator X_nm = i K_nm rho_nm, (T, N, N) Hermitian, hartree.
 
     With one Q for all pairs this is sum_j xi_j Q_j d_j rho with d rho from
     ``coherence_derivatives`` (the Table II term); for a pure rho it gives the CT-MQC equation
     dC_n/dt = sum_m K_nm |C_m|^2 C_n, population transfer d p_n/dt = 2 sum_m K_nm p_n p_m.
     """
-    return 1j * coupling_rates(inv_mass, q_pair, f) * rho
+    return 1j * coupling_rates(inv_mass, q_pair, f, closed) * rho
 
 
-def qc_force(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray) -> np.ndarray:
+def qc_force(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray,
+             closed=None) -> np.ndarray:
     """Quantum-coupling force F_k = sum_nm |rho_nm|^2 (f_n - f_m)_k K_nm, (T, D) hartree/bohr.
 
     With one Q for all pairs this is 2 sum_j xi_j Q_j g_kj, g = Re Tr(rho d_k rho d_j rho) for
@@ -175,7 +195,7 @@ def qc_force(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.nd
     ``rescale_momenta``).
     """
     df = f[:, :, None, :] - f[:, None, :, :]
-    k = coupling_rates(inv_mass, q_pair, f)
+    k = coupling_rates(inv_mass, q_pair, f, closed)
     return np.einsum("tnm,tnmk,tnm->tk", np.abs(rho) ** 2, df, k)
 
 

@@ -304,8 +304,11 @@ class Propagator:
                 qp = dc.pair_quantum_momentum(pos, q, alpha, pops, f_all)[idx]
             else:
                 qp = np.broadcast_to(q[idx][:, None, None, :], f.shape[:2] + f.shape[1:]).copy()
-            s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho)
-            s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho)
+            closed = dc.closed_states(np.stack([s.elec[i].energies for i in local]),
+                                      np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
+                                      self.masses)
+            s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed)
+            s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed)
             if self.quantum_force:
                 dlnn = fl.grad_log_density(pos, w, h)
                 for n, i in enumerate(local):
