@@ -200,3 +200,30 @@ def test_default_coupled_estimator_decoheres_towards_exact_on_tully_simple():
     assert abs(d12["ehrenfest_qc"] - d_ex) < 0.75 * abs(d12["ehrenfest"] - d_ex)
     assert abs(t1["ehrenfest_qc"] - ex.transmission[1]) < 0.03
     assert drift["ehrenfest_qc"] < 1e-9
+
+
+def test_quantum_coupling_never_fills_a_closed_state():
+    """A state above the trajectory's total energy (``closed_states``) only gives population away
+    through the quantum-coupling term; K stays antisymmetric."""
+    rng = np.random.default_rng(5)
+    t, n, d = 200, 3, 2
+    masses = np.full(d, 2000.0)
+    mom = rng.normal(size=(t, d)) * 5.0
+    energies = np.sort(rng.normal(size=(t, n)) * 0.02, axis=1)
+    rho = _pure(rng, t, n)
+    pops = np.real(np.diagonal(rho, axis1=1, axis2=2))
+    closed = dc.closed_states(energies, pops, mom, masses)
+    assert 0 < closed.sum() < closed.size
+    e_kin = 0.5 * (mom**2 / masses).sum(1)
+    assert np.array_equal(closed, energies > (e_kin + (pops * energies).sum(1))[:, None])
+    f = rng.normal(size=(t, n, d))
+    qp = rng.normal(size=(t, n, n, d))
+    qp = qp + np.swapaxes(qp, 1, 2)
+    k = dc.coupling_rates(1 / masses, qp, f, closed)
+    assert np.abs(k + np.swapaxes(k, 1, 2)).max() < 1e-15
+    x = dc.qc_generator(1 / masses, qp, f, rho, closed)
+    rate = np.real(np.diagonal(-1j * (x @ rho - rho @ x), axis1=1, axis2=2))
+    one = closed & (closed.sum(axis=1) == 1)[:, None]  # the only closed state: it can only lose
+    assert one.sum() > 10 and np.all(rate[one] <= 1e-15)
+    free = dc.coupling_rates(1 / masses, qp, f)
+    assert np.any(free[closed[:, :, None] & ~closed[:, None, :]] > 0)  # the clip did something
