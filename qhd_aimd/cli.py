@@ -1,4 +1,4 @@
-"""Command line: ``qhd-aimd prepare | run | aggregate | exact | report``.
+"""Command line: ``qhd-aimd prepare | run | aggregate | exact | export | coordinates | report``.
 
 Thin on purpose: parse arguments, load the validated config, call the package.
 Under MPI launch it as ``mpiexec -n N python -m mpi4py -m qhd_aimd run ...`` so that an
@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--quiet", action="store_true", help="no progress lines")
     s = sub.add_parser("aggregate", help="observables and CSVs from DIR/trajectories.h5")
     s.add_argument("dir")
+    s = sub.add_parser("export", help="trajectories for viewers: DIR/extxyz/traj_<id>.extxyz")
+    s.add_argument("dir", help="run directory (holding trajectories.h5)")
+    s.add_argument("--format", choices=["extxyz"], default="extxyz")
+    s.add_argument("--out", default=None, help="output directory (default DIR/extxyz)")
+    s = sub.add_parser("coordinates", help="internal coordinates per trajectory -> DIR/coordinates.csv")
+    s.add_argument("dir", help="run directory (holding trajectories.h5)")
+    s.add_argument("--config", required=True, help="YAML with analysis.coordinates")
     s = sub.add_parser("report", help="HTML report of one or more aggregated runs")
     s.add_argument("dirs", nargs="+", help="run directories (aggregated)")
     s.add_argument("--out", required=True, help="report directory (index.html + figures)")
@@ -82,6 +89,15 @@ def _dispatch(args) -> int:
         from qhd_aimd.exact import run_exact, write_exact
 
         write_exact(run_exact(load_config(args.config)), args.out)
+    elif args.command == "export":
+        from qhd_aimd.analysis.export import export_extxyz
+
+        paths = export_extxyz(args.dir, args.out)
+        print(f"{len(paths)} trajectories -> {paths[0].parent if paths else args.out}")
+    elif args.command == "coordinates":
+        from qhd_aimd.analysis.coordinates import load_coordinates, write_coordinates
+
+        print(write_coordinates(args.dir, load_coordinates(args.config)))
     elif args.command == "report":
         from qhd_aimd.report.html import write_report
 

@@ -45,8 +45,14 @@ def test_dry_run_default_config(default_study):
     out = proc.stdout + proc.stderr
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     n_jobs = sum(len(s["methods"]) for s in cfg["systems"].values())
-    for rule, count in (("swarm", n_jobs), ("aggregate", n_jobs), ("report", 1), ("prepare", 1),
-                        ("exact", 1)):
+    ranks = {n: min(s.get("ranks", cfg["mpi"]["ranks"]), s["initial"]["n_trajectories"])
+             for n, s in cfg["systems"].items()}
+    n_mpi = sum(len(s["methods"]) for n, s in cfg["systems"].items() if ranks[n] > 1)
+    n_mol = sum(len(s["methods"]) for s in cfg["systems"].values() if "molecule" in s)
+    counts = {"swarm": n_jobs - n_mpi, "swarm_mpi": n_mpi, "aggregate": n_jobs, "report": 1,
+              "prepare": 1, "exact": 1, "export": n_mol}
+    assert n_mpi >= 1 and n_jobs - n_mpi >= 1  # both kinds of swarm jobs in the default study
+    for rule, count in counts.items():
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
@@ -119,6 +125,10 @@ BAD = {
                                             "n_trajectories": 4}},
                                "systems.tully.initial: models need momentum_au"),
     "bad ranks": ({"ranks": 0}, "0 is less than the minimum of 1"),
+    "coordinates of a model": ({"analysis": {"coordinates": {"bonds": {"r": [0, 1]}}}},
+                               "systems.tully.analysis: internal coordinates apply to molecules only"),
+    "unknown coordinate kind": ({"analysis": {"coordinates": {"torsions": {"t": [0, 1, 2, 3]}}}},
+                                "'torsions' was unexpected"),
 }
 
 

@@ -77,6 +77,8 @@ class Swarm:
     def energies(self, masses):
         """(e_kin, e_pot) per trajectory, hartree: sum p^2/2M and Tr(rho H_el)."""
         e_kin = 0.5 * np.einsum("tj,tj,j->t", self.momenta, self.momenta, 1.0 / masses)
+        if not self.elec:  # a rank without trajectories (more ranks than trajectories)
+            return e_kin, np.zeros(0)
         e_adia = np.stack([e.energies for e in self.elec])
         e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
         return e_kin, e_pot
@@ -344,7 +346,8 @@ class Propagator:
             slow_all = np.stack([g[t][4] for t in act_ids])
             slow_c = slow_all[cent]
             slow_nb = to_frame(slow_all[lb], u_ab)
-            energies = np.stack([s.elec[i].energies for i in local])
+            energies = np.stack([s.elec[i].energies for i in local]) if len(local) else \
+                np.zeros((0, s.rho.shape[1]))  # a rank without trajectories
             kappa = fl.coherence_wavevectors(energies, frame.velocity(s.momenta[local] / self.masses))
         quadratic = self._method.geometric
         drho_c, d2rho_c = fl.rho_derivatives_pairs(la, n_loc, dx, wp, h, rho_nb, rho_c, slow_nb, slow_c,

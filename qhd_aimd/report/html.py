@@ -250,8 +250,8 @@ def fig_populations(sec: Section):
         for n in range(ep["p"].shape[1]):
             ax.plot(ep["time_fs"], ep["p"][:, n], _STYLES[n % 4], color="k", lw=1.0,
                     label=f"exact: state {n}")
-    ax.set(xlabel="time (fs)", ylabel="adiabatic population", ylim=(-0.03, 1.03),
-           title=f"{sec.label}: populations (bands: ±1 standard error)")
+    ax.set(xlabel="time (fs)", ylabel="adiabatic population", ylim=(-0.03, 1.03))
+    ax.set_title(f"{sec.label}: populations (bands: ±1 standard error)", wrap=True)
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
     return fig
@@ -276,17 +276,30 @@ def fig_decoherence(sec: Section):
             ax.plot(ec["time_fs"], ec[key], color="k", lw=1.0, label=f"exact: D{a}{b}")
     ax.set(xlabel="time (fs)", ylabel="D_nm = ⟨|ρ_nm|²⟩", title="decoherence indicator")
     bx.set(xlabel="time (fs)", ylabel="purity", title="purity: local (=1) and ensemble")
+    _purity_axis(bx, sec)
     ax.legend(fontsize=7)
     bx.legend(fontsize=7)
-    fig.suptitle(sec.label)
+    fig.suptitle(sec.label, wrap=True)
     fig.tight_layout()
     return fig
+
+
+def _purity_axis(ax, sec: Section) -> None:
+    """Plain tick labels (no '1e-12 + 1' offset when Tr rho^2 = 1 to round-off) and a range that
+    shows the allowed interval [1/N, 1] rather than the round-off."""
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+    lows = [np.nanmin(r.obs[k]) for r in sec.runs for k in ("purity_mean", "ensemble_purity")
+            if k in r.obs and np.size(r.obs[k])]
+    n_states = max(r.obs["populations"].shape[1] for r in sec.runs)
+    ax.set_ylim(min([1.0 / n_states] + lows) - 0.03, 1.03)
 
 
 def fig_forces(sec: Section):
     plt = _plt()
     n = len(sec.runs)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 5.0), 3.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 7.5), 3.8), squeeze=False, sharey=True)
     for run, ax in zip(sec.runs, axes[0]):
         t = run.obs["time_fs"]
         for (part, name), c in zip(_FORCE_PARTS, _colors(3)):
@@ -295,7 +308,7 @@ def fig_forces(sec: Section):
         ax.set_yscale("symlog", linthresh=1e-6)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("swarm mean |F| (hartree/bohr)")
-    fig.suptitle(f"{sec.label}: force decomposition")
+    fig.suptitle(f"{sec.label}: force decomposition", wrap=True)
     fig.tight_layout()
     return fig
 
@@ -303,7 +316,7 @@ def fig_forces(sec: Section):
 def fig_energy(sec: Section):
     plt = _plt()
     n = len(sec.runs)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 5.0), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 7.5), 3.8), squeeze=False)
     for run, ax in zip(sec.runs, axes[0]):
         t, drift = run.obs["time_fs"], 1e3 * run.obs["energy_drift_traj"]
         ax.plot(t, drift, color="0.6", lw=0.5)
@@ -315,7 +328,8 @@ def fig_energy(sec: Section):
         ax.set(xlabel="time (fs)", title=run.method)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("E_tot(t) − E_tot(0)  (millihartree)")
-    fig.suptitle(f"{sec.label}: energy conservation per trajectory (grey; failed: orange)")
+    fig.suptitle(f"{sec.label}: energy conservation per trajectory (grey; failed: orange)",
+                 wrap=True)
     fig.tight_layout()
     return fig
 
@@ -478,8 +492,12 @@ def write_report(run_dirs, out_dir, exact_dirs=(), title: str = "qhd_aimd study"
             name = f"{sec.slug}_{kind}.png"
             figs.append({"file": f"figures/{name}", "caption": caption,
                          "b64": _save(make(sec), figdir / name)})
+        from qhd_aimd.report.extras import section_extras
+
+        more, exports = section_extras(sec, out, figdir, _save)
+        figs += more
         page_sections.append({
-            "label": sec.label, "slug": sec.slug, "figures": figs,
+            "label": sec.label, "slug": sec.slug, "figures": figs, "exports": exports,
             "summaries": [_summary(r) for r in sec.runs], "scattering": _scattering(sec),
             "momentum": _momentum(sec),
             "exact": None if sec.exact is None else {"path": str(sec.exact.path),

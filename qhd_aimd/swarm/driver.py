@@ -19,7 +19,7 @@ from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
 from qhd_aimd.io.trajectories import (FORMAT, RunStore, frame_from_parts, local_frame,
                                       warn_active_switch)
-from qhd_aimd.swarm.comm import get_comm, local_ids
+from qhd_aimd.swarm.comm import check_single_world, get_comm, launch_summary, local_ids
 
 _SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active",
                  "adiabatic_momenta")
@@ -57,8 +57,10 @@ def _pack(swarm: Swarm) -> dict:
 
 def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
-    arrays = {k: np.stack([per[t][k] for t in ids]) for k in _SWARM_FIELDS
-              if all(k in per[t] for t in ids)}  # adiabatic_momenta: absent in older checkpoints
+    any_t = next(iter(per.values()))  # shapes for a rank without trajectories
+    arrays = {k: np.stack([per[t][k] for t in ids]) if ids else
+              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype) for k in _SWARM_FIELDS
+              if k in any_t}  # adiabatic_momenta: absent in older checkpoints
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
@@ -80,6 +82,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
                           "dynamics needs density_fit: false (prepare accepts it)")
     out = Path(out_dir)
     comm = get_comm()
+    check_single_world(comm)  # N independent copies would all write the same files
+    if progress and comm.rank == 0:
+        print(f"[qhd-aimd] {launch_summary(comm)}", file=sys.stderr, flush=True)
     if comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     comm.barrier()
@@ -104,6 +109,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
         for start, last in state.get("repairs", []):  # damaged/missing older segments
             _repair(start, last, prop, comm, store, ic, ids, n_steps, every, meta)
         swarm = _unpack(state, ids)
+        if progress and comm.rank == 0:
+            print(f"[qhd-aimd] resuming from the checkpoint at step {swarm.step}",
+                  file=sys.stderr, flush=True)
     else:
         swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
         _record(swarm, prop, comm, store)
@@ -125,7 +133,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     attrs = {"format": FORMAT, "method": cfg.method, "n_states": backend.n_states,
              "n_trajectories": cfg.initial.n_trajectories, "dt_au": cfg.dynamics.dt, "config": cfg_yaml,
              "labels": list(getattr(backend, "labels", [])), "version": __version__,
-             "n_ranks": comm.size}
+             "n_ranks": comm.size, **({"symbols": list(ic["symbols"])} if ic["symbols"] else {})}
     return store.finalize(attrs, failures, {"masses_au": np.asarray(backend.masses, float)})
 
 
