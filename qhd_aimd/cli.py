@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, helptext in (("prepare", "initial conditions -> DIR/initial_conditions.h5"),
                            ("run", "propagate the swarm -> DIR/trajectories.h5"),
-                           ("exact", "exact quantum reference (analytic models) -> DIR/exact.h5")):
+                           ("exact", "exact quantum reference (analytic models, diatomic "
+                                     "molecules) -> DIR/exact.h5")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--config", required=True, help="study YAML")
         s.add_argument("--out", required=True, help="output directory")
@@ -88,7 +89,13 @@ def _dispatch(args) -> int:
     elif args.command == "exact":
         from qhd_aimd.exact import run_exact, write_exact
 
-        write_exact(run_exact(load_config(args.config)), args.out)
+        cfg = load_config(args.config)
+        if cfg.system.molecule is not None:
+            from qhd_aimd.exact_diatomic import run_exact_diatomic, write_exact_diatomic
+
+            write_exact_diatomic(*run_exact_diatomic(cfg, args.out), args.out)
+        else:
+            write_exact(run_exact(cfg), args.out)
     elif args.command == "export":
         from qhd_aimd.analysis.export import export_extxyz
 

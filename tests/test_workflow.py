@@ -144,6 +144,26 @@ def test_config_validation_errors(tmp_path, case):
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def test_exact_for_diatomic_molecules_only(default_study):
+    """`exact: true` is accepted for a two-atom molecule (dry run schedules the exact job) and
+    refused, naming the key, for a polyatomic one."""
+    path = default_study / "config" / "studies" / "lih_exact_workflow.yaml"
+    proc = snakemake("--configfile", str(path), "--replace-workflow-config", "-n", "--quiet",
+                     "rules", cwd=default_study)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout + proc.stderr
+    assert any(line.split()[:2] == ["exact", "1"] for line in out.splitlines()), out
+    cfg = yaml.safe_load(path.read_text())
+    cfg["systems"]["lih"]["molecule"]["xyz"] = "config/molecules/ethylene.xyz"
+    bad = default_study / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(bad), "--replace-workflow-config", "-n",
+                     cwd=default_study)
+    assert proc.returncode != 0
+    assert "systems.lih.exact: available for analytic models and diatomic molecules only" in (
+        proc.stdout + proc.stderr)
+
+
 MOLECULE_STUDY = {
     "study": "mol", "results": "results", "mpi": {"ranks": 1},
     "systems": {"mol": {

@@ -1,7 +1,8 @@
 """One self-contained HTML page for a study: figures, tables, failures, configs, provenance.
 
 Input: aggregated run directories (``observables.h5`` from ``qhd-aimd aggregate``) and, for the
-analytic models, exact-reference directories (``exact_populations.csv``, ``exact_coherence.csv``,
+analytic models and diatomic molecules, exact-reference directories (``exact_populations.csv``,
+``exact_coherence.csv``, ``exact_bond.csv`` (diatomics: overlaid on the swarm bond length),
 ``exact_scattering.csv`` from ``qhd-aimd exact``). Runs that share system, initial conditions and
 time grid are shown together (one section per system, every method overlaid); an exact
 directory joins the section whose study ``name`` it carries (``exact.h5`` attribute
@@ -74,6 +75,7 @@ class Exact:
     coherence: dict | None = None  # {"time_fs": (F,), "d_0_1": (F,)}
     scattering: list[dict] | None = None
     momentum: list[dict] | None = None  # exact_momentum.csv rows (2-D models)
+    bond: dict | None = None  # exact_bond.csv columns (diatomic molecules)
     attrs: dict = field(default_factory=dict)
 
 
@@ -140,10 +142,13 @@ def load_exact(path: str | Path) -> Exact:
     if mom is not None:
         header, data = mom
         ex.momentum = [dict(zip(header, row)) for row in data]
+    bond = _read_csv(path / "exact_bond.csv")
+    if bond is not None:
+        ex.bond = {h: bond[1][:, i] for i, h in enumerate(bond[0])}
     if (path / "exact.h5").exists():
         with h5py.File(path / "exact.h5", "r") as f:
             ex.attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    if ex.populations is None and ex.coherence is None and ex.scattering is None:
+    if all(t is None for t in (ex.populations, ex.coherence, ex.scattering, ex.bond)):
         raise QhdError(f"{path}: no exact_*.csv tables found (run 'qhd-aimd exact')")
     return ex
 
@@ -334,6 +339,51 @@ def fig_energy(sec: Section):
     return fig
 
 
+def swarm_bond_length(run: Run) -> dict | None:
+    """Diatomic runs: time_fs (F,), swarm mean and standard deviation of the bond length (F,)
+    bohr over active trajectories, from ``trajectories.h5``; None for other systems."""
+    traj = run.path / "trajectories.h5"
+    if not traj.exists() or not run.system.get("molecule"):
+        return None
+    with h5py.File(traj, "r") as f:
+        if "positions_bohr" not in f or f["positions_bohr"].shape[-1] != 6:
+            return None
+        pos, act = f["positions_bohr"][()], f["active"][()].astype(bool)
+    r = np.linalg.norm(pos[..., 3:] - pos[..., :3], axis=-1)  # (F, T)
+    n = np.maximum(act.sum(axis=1), 1)
+    mean = (r * act).sum(axis=1) / n
+    std = np.sqrt(np.maximum((r**2 * act).sum(axis=1) / n - mean**2, 0.0))
+    return {"time_fs": run.obs["time_fs"][: len(mean)], "mean": mean, "std": std}
+
+
+def fig_bond(sec: Section):
+    """Diatomics: swarm mean bond length (band: spread) and the exact <R> per adiabat."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for run, c in zip(sec.runs, _colors(len(sec.runs))):
+        b = swarm_bond_length(run)
+        if b is None:
+            continue
+        ax.plot(b["time_fs"], b["mean"], color=c, lw=1.6, label=f"{run.method}: mean R")
+        ax.fill_between(b["time_fs"], b["mean"] - b["std"], b["mean"] + b["std"], color=c,
+                        alpha=0.15, lw=0)
+    eb = sec.exact.bond if sec.exact is not None else None
+    if eb is not None:
+        for n in (0, 1):
+            ax.plot(eb["time_fs"], eb[f"mean_r_{n}_bohr"], _STYLES[n], color="k", lw=1.0,
+                    label=f"exact: <R> on state {n}")
+        pops = sec.exact.populations
+        if pops is not None and len(pops["time_fs"]) == len(eb["time_fs"]):
+            p = pops["p"]
+            tot = np.nansum(p * np.column_stack([eb["mean_r_0_bohr"], eb["mean_r_1_bohr"]]), axis=1)
+            ax.plot(eb["time_fs"], tot, color="0.4", lw=1.0, label="exact: <R>")
+    ax.set(xlabel="time (fs)", ylabel="bond length (bohr)",
+           title=f"{sec.label}: bond length (bands: swarm spread)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = (("populations", fig_populations, "Adiabatic populations"),
            ("decoherence", fig_decoherence, "Decoherence and purity"),
            ("forces", fig_forces, "Force decomposition"),
@@ -488,7 +538,11 @@ def write_report(run_dirs, out_dir, exact_dirs=(), title: str = "qhd_aimd study"
     page_sections = []
     for sec in sections:
         figs = []
-        for kind, make, caption in FIGURES:
+        extra = ()
+        if (sec.exact is not None and sec.exact.bond is not None) or any(
+                swarm_bond_length(r) is not None for r in sec.runs):
+            extra = (("bond", fig_bond, "Bond length (diatomics)"),)
+        for kind, make, caption in FIGURES + extra:
             name = f"{sec.slug}_{kind}.png"
             figs.append({"file": f"figures/{name}", "caption": caption,
                          "b64": _save(make(sec), figdir / name)})

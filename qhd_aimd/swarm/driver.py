@@ -21,7 +21,8 @@ from qhd_aimd.io.trajectories import (FORMAT, RunStore, frame_from_parts, local_
                                       warn_active_switch)
 from qhd_aimd.swarm.comm import check_single_world, get_comm, launch_summary, local_ids
 
-_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
+_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active",
+                 "adiabatic_momenta")
 
 
 def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
@@ -58,7 +59,8 @@ def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
     any_t = next(iter(per.values()))  # shapes for a rank without trajectories
     arrays = {k: np.stack([per[t][k] for t in ids]) if ids else
-              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype) for k in _SWARM_FIELDS}
+              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype) for k in _SWARM_FIELDS
+              if k in any_t}  # adiabatic_momenta: absent in older checkpoints
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
@@ -92,7 +94,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     fcfg = cfg.fields
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
-                      fcfg.demodulate, fcfg.quantum_force)
+                      fcfg.demodulate, fcfg.quantum_force, fcfg.coherence_gradient,
+                      fcfg.quantum_momentum, cfg.dynamics.energy_correction)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
     meta = {"config": cfg_yaml, "inputs": _inputs_digest(ic, backend) if store is not None else ""}

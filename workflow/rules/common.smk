@@ -30,6 +30,14 @@ def _deep_merge(base, over):
     return out
 
 
+def _n_atoms(xyz):
+    try:
+        with open(xyz) as fh:
+            return int(fh.readline().split()[0])
+    except (ValueError, IndexError):
+        return -1
+
+
 def _check_analysis(name, s):
     """systems.<name>.analysis: validated by qhd_aimd (atom indices against the xyz file)."""
     if "analysis" not in s:
@@ -69,10 +77,11 @@ def _check_systems():
             if "sampling" in s["initial"]:
                 errors.append(f"{where}.initial.sampling: applies to molecules only")
         else:
-            if s.get("exact"):
-                errors.append(f"{where}.exact: available for analytic models only")
             if not os.path.exists(s["molecule"]["xyz"]):
                 errors.append(f"{where}.molecule.xyz: file not found: {s['molecule']['xyz']}")
+            elif s.get("exact") and _n_atoms(s["molecule"]["xyz"]) != 2:
+                errors.append(f"{where}.exact: available for analytic models and diatomic "
+                              "molecules only")
             n_states = s.get("electronic", {}).get("n_states", 2)
             if s["initial"].get("state", 0) >= n_states:
                 errors.append(f"{where}.initial.state: must be < electronic.n_states ({n_states})")
@@ -93,7 +102,8 @@ _check_systems()
 
 METHODS = sorted({m for s in SYSTEMS.values() for m in s["methods"]})
 MOLECULES = [n for n, s in SYSTEMS.items() if "molecule" in s]
-EXACT_SYSTEMS = [n for n, s in SYSTEMS.items() if "model" in s and s.get("exact", True)]
+# models: exact by default; molecules: on request (diatomics only, checked above)
+EXACT_SYSTEMS = [n for n, s in SYSTEMS.items() if s.get("exact", "model" in s)]
 JOBS = [(n, m) for n, s in SYSTEMS.items() for m in s["methods"]]
 SYSTEM_REGEX = "|".join(map(re.escape, SYSTEMS))
 METHOD_REGEX = "|".join(map(re.escape, METHODS))
