@@ -410,7 +410,7 @@ class Propagator:
         overlaps; positions, populations and f of the whole swarm are exchanged."""
         f_loc = s.adiabatic_momenta
         if self.coherence_gradient == "energy_consistent":
-            f_loc = dc.energy_consistent(f_loc, np.stack([e.energies for e in s.elec]),
+            f_loc = dc.energy_consistent(f_loc, _energies(s, range(len(s.elec))),
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
         mine = {int(t): (s.positions[i], np.real(np.diagonal(s.rho[i])), f_loc[i])
@@ -443,7 +443,7 @@ class Propagator:
                 qp = dc.pair_quantum_momentum(pos, q, alpha, pops, f_all)[idx]
             else:
                 qp = np.broadcast_to(q[idx][:, None, None, :], f.shape[:2] + f.shape[1:]).copy()
-            closed = dc.closed_states(np.stack([s.elec[i].energies for i in local]),
+            closed = dc.closed_states(_energies(s, local),
                                       np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
                                       self.masses)
             s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed)
@@ -563,3 +563,12 @@ def _not_finite(mask: np.ndarray, values) -> np.ndarray:
         return idx
     v = np.stack([np.asarray(values[i]) for i in idx])
     return idx[~np.isfinite(v).reshape(len(idx), -1).all(axis=1)]
+
+
+def _energies(s: Swarm, idx) -> np.ndarray:
+    """Adiabatic energies (len(idx), N) of the listed trajectories; (0, N) on a rank without
+    trajectories (more ranks than trajectories)."""
+    idx = list(idx)
+    if not idx:
+        return np.zeros((0, s.rho.shape[1]))
+    return np.stack([s.elec[i].energies for i in idx])
