@@ -410,7 +410,8 @@ class Propagator:
         overlaps; positions, populations and f of the whole swarm are exchanged."""
         f_loc = s.adiabatic_momenta
         if self.coherence_gradient == "energy_consistent":
-            f_loc = dc.energy_consistent(f_loc, np.stack([e.energies for e in s.elec]),
+            e_loc = np.stack([e.energies for e in s.elec]) if len(s.elec) else np.zeros(s.rho.shape[:2])
+            f_loc = dc.energy_consistent(f_loc, e_loc,
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
         mine = {int(t): (s.positions[i], np.real(np.diagonal(s.rho[i])), f_loc[i])
