@@ -409,7 +409,7 @@ class Propagator:
         """Swarm fields with d rho from the adiabatic momenta (``decoherence``): no neighbour
         overlaps; positions, populations and f of the whole swarm are exchanged."""
         f_loc = s.adiabatic_momenta
-        if self.coherence_gradient == "energy_consistent":
+        if self.coherence_gradient == "energy_consistent" and len(s.elec):  # idle ranks: none
             f_loc = dc.energy_consistent(f_loc, np.stack([e.energies for e in s.elec]),
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
