@@ -22,7 +22,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from qhd_aimd.dynamics import fields as fl
+from qhd_aimd.dynamics import fssh
 from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
+from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
 from qhd_aimd.electronic.base import overlaps
 from qhd_aimd.errors import QhdError
@@ -38,6 +40,11 @@ class Swarm:
     mean-field, geometric and quantum-coupling parts (f_qc includes the quantum force of Eq. 68
     when ``Propagator.quantum_force``); extra (L, N, N) hartree: the method's
     generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason.
+
+    Surface hopping (``fssh``, ``fssh_qc``; else None): active_state (L,) int, the adiabatic
+    state the nuclei move on (f_meanfield is then -dE_a/dx and f_geometric the optional Berry
+    force); hop_from, hop_to (L,) int, the hop attempted in the last step (-1: none) and
+    hop_frustrated (L,) bool (``qhd_aimd.dynamics.fssh``).
     """
 
     ids: np.ndarray
@@ -53,6 +60,10 @@ class Swarm:
     extra: np.ndarray
     active: np.ndarray
     failures: dict = field(default_factory=dict)
+    active_state: np.ndarray | None = None
+    hop_from: np.ndarray | None = None
+    hop_to: np.ndarray | None = None
+    hop_frustrated: np.ndarray | None = None
 
     @property
     def force(self) -> np.ndarray:
@@ -63,6 +74,8 @@ class Swarm:
         e_kin = 0.5 * np.einsum("tj,tj,j->t", self.momenta, self.momenta, 1.0 / masses)
         e_adia = np.stack([e.energies for e in self.elec])
         e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
+        if self.active_state is not None:  # surface hopping: the active state's energy
+            e_pot = e_adia[np.arange(len(e_adia)), self.active_state] if len(e_adia) else e_pot
         return e_kin, e_pot
 
 
@@ -82,6 +95,8 @@ class Propagator:
     quantum_force : add the quantum force of Eq. 68 (``fields.quantum_force``), estimated from
         the swarm and recorded with the quantum-coupling force (``f_qc``)
     comm : communicator (``SerialComm`` or mpi4py)
+    hopping : ``hopping.HoppingOptions`` of the surface-hopping methods (default options if None)
+    seed : seed of the per-(trajectory, step) hop random numbers (``hopping.hop_uniform``)
     """
 
     backend: object
@@ -95,10 +110,14 @@ class Propagator:
     comm: object = field(default_factory=SerialComm)
     demodulate: bool = True
     quantum_force: bool = False
+    hopping: object = None
+    seed: int = 0
 
     def __post_init__(self):
         self._method = METHODS[self.method]
         self.masses = np.asarray(self.backend.masses, float)
+        if self.hopping is None:
+            self.hopping = HoppingOptions()
 
     # ------------------------------------------------------------------ setup
     def initialize(self, ids, positions, momenta, states) -> Swarm:
@@ -117,25 +136,21 @@ class Propagator:
                       np.array(momenta, float).reshape(-1, d), rho, elec,
                       np.zeros((len(ids), d)), np.zeros((len(ids), d)), np.zeros((len(ids), d)),
                       np.zeros_like(rho), active, failures)
+        if self._method.hopping:
+            fssh.start(swarm, states)
         swarm.f_meanfield = self._meanfield(swarm)
+        if self._method.hopping:
+            fssh.add_berry_force(self, swarm, swarm.momenta)
         self._update_fields(swarm)
         return swarm
 
     # ------------------------------------------------------------------ step
     def step(self, s: Swarm) -> Swarm:
         """Advance the swarm by dt (collective: every rank must call it)."""
-        dt, act = self.dt, np.flatnonzero(s.active)
-        pos, mom = s.positions.copy(), s.momenta.copy()
-        mom[act] += 0.5 * dt * s.force[act]
-        pos[act] += dt * mom[act] / self.masses
-        elec, failures, active = list(s.elec), dict(s.failures), s.active.copy()
-        for i in act:
-            try:
-                elec[i] = self.backend.compute(pos[i], reference=s.elec[i])
-            except QhdError as exc:
-                active[i] = False
-                failures[int(s.ids[i])] = f"t={s.time_au + dt:.3f} au: {exc}"
-                pos[i], mom[i] = s.positions[i], s.momenta[i]
+        if self._method.hopping:
+            return fssh.step(self, s)
+        dt = self.dt
+        pos, mom, elec, active, failures = self._drift(s)
         act = np.flatnonzero(active)
         rho = s.rho.copy()
         if len(act):
@@ -151,10 +166,30 @@ class Propagator:
         new.momenta[act] += 0.5 * dt * new.force[act]
         return new
 
+    def _drift(self, s: Swarm):
+        """Half kick and drift of the active trajectories, then one backend call each:
+        (positions, momenta, elec, active, failures) at t + dt (momenta at t + dt/2)."""
+        dt, act = self.dt, np.flatnonzero(s.active)
+        pos, mom = s.positions.copy(), s.momenta.copy()
+        mom[act] += 0.5 * dt * s.force[act]
+        pos[act] += dt * mom[act] / self.masses
+        elec, failures, active = list(s.elec), dict(s.failures), s.active.copy()
+        for i in act:
+            try:
+                elec[i] = self.backend.compute(pos[i], reference=s.elec[i])
+            except QhdError as exc:
+                active[i] = False
+                failures[int(s.ids[i])] = f"t={s.time_au + dt:.3f} au: {exc}"
+                pos[i], mom[i] = s.positions[i], s.momenta[i]
+        return pos, mom, elec, active, failures
+
     def _meanfield(self, s: Swarm) -> np.ndarray:
+        """-Tr(rho dH/dx) per active trajectory; surface hopping: -dE_a/dx (rho = P_a)."""
         f = s.f_meanfield.copy()
+        n = s.rho.shape[-1]
         for i in np.flatnonzero(s.active):
-            f[i] = self.backend.force(s.elec[i], s.rho[i])
+            r = s.rho[i] if s.active_state is None else pure_state(n, int(s.active_state[i]))
+            f[i] = self.backend.force(s.elec[i], r)
         return f
 
     # ------------------------------------------------------------------ swarm fields
@@ -206,10 +241,13 @@ class Propagator:
                 dg[n] = fl.metric_gradient(where[int(s.ids[i])], pos, w, h, g_arr, self.ridge)
         dl = np.stack([dlnn[where[int(s.ids[i])]] for i in local]) if local else np.zeros((0, d))
         s.extra = np.zeros_like(s.rho)
-        s.f_geometric = np.zeros_like(s.positions)
-        s.f_qc = np.zeros_like(s.positions)
+        if not self._method.hopping:
+            s.f_geometric = np.zeros_like(s.positions)
+            s.f_qc = np.zeros_like(s.positions)
         if local:
             s.extra[local] = extra_generator(self._method, inv_mass, dl, drho, d2rho)
+            if self._method.hopping:  # fssh_qc: X corrects the hop rate only; forces are fssh's
+                return
             s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
             if self.quantum_force:
                 for i in local:

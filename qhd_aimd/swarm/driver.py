@@ -13,6 +13,7 @@ import numpy as np
 
 from qhd_aimd import __version__
 from qhd_aimd.config import StudyConfig, config_to_yaml
+from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.integrator import Propagator, Swarm
 from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
@@ -20,6 +21,7 @@ from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_f
 from qhd_aimd.swarm.comm import get_comm, local_ids
 
 _SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
+_HOP_FIELDS = ("active_state", "hop_from", "hop_to", "hop_frustrated")  # surface hopping only
 
 
 def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
@@ -48,13 +50,15 @@ def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
 
 def _pack(swarm: Swarm) -> dict:
     """Per-trajectory checkpoint data of this rank, keyed by trajectory id."""
-    return {int(t): {**{k: getattr(swarm, k)[i] for k in _SWARM_FIELDS}, "elec": swarm.elec[i]}
+    keys = _SWARM_FIELDS + (_HOP_FIELDS if swarm.active_state is not None else ())
+    return {int(t): {**{k: getattr(swarm, k)[i] for k in keys}, "elec": swarm.elec[i]}
             for i, t in enumerate(swarm.ids)}
 
 
 def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
-    arrays = {k: np.stack([per[t][k] for t in ids]) for k in _SWARM_FIELDS}
+    keys = _SWARM_FIELDS + (_HOP_FIELDS if ids and "active_state" in per[ids[0]] else ())
+    arrays = {k: np.stack([per[t][k] for t in ids]) for k in keys}
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
@@ -81,7 +85,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     fcfg = cfg.fields
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
-                      fcfg.demodulate, fcfg.quantum_force)
+                      fcfg.demodulate, fcfg.quantum_force,
+                      hopping=HoppingOptions.from_config(cfg.hopping), seed=cfg.initial.seed)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
 
