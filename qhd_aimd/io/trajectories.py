@@ -13,9 +13,10 @@ momenta_au             (F, T, D)           nuclear momenta
 rho                    (F, T, N, N)        rho_el in each trajectory's adiabatic basis (complex)
 energies_hartree       (F, T, N)           adiabatic energies
 e_kin_hartree          (F, T)              sum p^2 / 2M
-e_pot_hartree          (F, T)              Tr(rho H_el)
-force_meanfield        (F, T, D)           -Tr(rho dH/dx), hartree/bohr
-force_geometric        (F, T, D)           geometric force, hartree/bohr
+e_pot_hartree          (F, T)              Tr(rho H_el) (surface hopping: E of the active state)
+force_meanfield        (F, T, D)           -Tr(rho dH/dx), hartree/bohr (surface hopping: -dE_a/dx)
+force_geometric        (F, T, D)           geometric force, hartree/bohr (surface hopping: Berry
+                                           force of the active state, ``hopping.berry_force``)
 force_qc               (F, T, D)           quantum-coupling force, hartree/bohr
 active                 (F, T)              False once a trajectory has failed
 active_state           (F, T)              surface hopping only: the state the nuclei move on
