@@ -45,7 +45,7 @@ def fit(t_fs: np.ndarray, p_exc: np.ndarray) -> tuple[float, float]:
     best = None
     for t_d0 in (5.0, 15.0, 30.0):
         for tau0 in (30.0, 100.0, 300.0):
-            r = least_squares(model, [t_d0, np.log(tau0)], bounds=([0.0, np.log(1.0)], [t_fs[-1], np.log(1e5)]))
+            r = least_squares(model, [min(t_d0, 0.5 * t_fs[-1]), np.log(tau0)], bounds=([0.0, np.log(1.0)], [t_fs[-1], np.log(1e5)]))
             if best is None or r.cost < best.cost:
                 best = r
     return float(best.x[0]), float(np.exp(best.x[1]))
