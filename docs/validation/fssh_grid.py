@@ -6,7 +6,8 @@ Usage: python docs/validation/fssh_grid.py [n_trajectories] [variant ...] [model
 variants: ``fssh`` (EDC, the default), ``fssh_none`` (no decoherence correction), ``fssh_qc``
 (EDC + the seed's coupled-trajectory hop rate), ``fssh_qc_none``. Grid: Tully 1 k = 10, 15, 20,
 30 and Tully 2 k = 20, 30, 40, 50 from x0 = -10; Tully 3 k = 8, 10, 25, 30 from x0 = -15; width
-20/k bohr; dt = min(8, 120/k) a.u. (v dt <= 0.06 bohr); t_final = 1.3 * 2 |x0| M / k; Wigner sample (seed 1), hop seed 1.
+20/k bohr; dt = min(8, 120/k) a.u. (v dt <= 0.06 bohr); t_final = 1.3 * 2 |x0| M / k; Wigner sample (seed 1), hop seed 1. A case stops early once every trajectory is beyond
+|x| = 9 bohr and moving outward (checked every 25 steps).
 
 Per case: exact T/R per adiabatic state (``qhd_aimd.exact``); per variant the fraction of
 trajectories transmitted / reflected on each active state, err_TR = sum over channels of
@@ -32,6 +33,7 @@ GRID = ([("tully_simple", k, -10.0) for k in (10.0, 15.0, 20.0, 30.0)]
         + [("tully_extended", k, -15.0) for k in (8.0, 10.0, 25.0, 30.0)])
 VARIANTS = {"fssh": ("fssh", "edc"), "fssh_none": ("fssh", "none"),
             "fssh_qc": ("fssh_qc", "edc"), "fssh_qc_none": ("fssh_qc", "none")}
+X_OUT = 9.0  # bohr: beyond it the derivative couplings of the three models are negligible
 
 
 def dt_for(k: float) -> float:
@@ -51,7 +53,9 @@ def run_case(name, k, x0, n_traj, method, decoherence):
     e0 = sum(s.energies(prop.masses))
     hops = frustrated = 0
     de = 0.0
-    for _ in range(int(round(t_final / dt))):
+    for step in range(int(round(t_final / dt))):
+        if step % 25 == 0 and np.all((np.abs(s.positions[:, 0]) > X_OUT) & (s.positions[:, 0] * s.momenta[:, 0] > 0)):
+            break  # every trajectory has left the coupling region for good: T/R are final
         s = prop.step(s)
         hops += int(((s.hop_to >= 0) & ~s.hop_frustrated).sum())
         frustrated += int(s.hop_frustrated.sum())
