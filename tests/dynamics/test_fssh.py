@@ -109,3 +109,39 @@ def test_berry_force_gives_the_adiabatic_passage_kick():
         assert abs(sum(s.energies(prop.masses)) - e0)[0] < 5e-4
     assert abs(kicks[False]) < 1e-12
     assert abs(kicks[True] - model.berry_kick(0)) < 0.02 * abs(model.berry_kick(0))
+
+
+def test_trivial_crossing_is_followed_without_phase_tracking():
+    """Two diabats crossing with a negligible coupling (1e-9 Ha): the adiabatic labels swap at
+    x = 0 within one step. The step propagator carries the population to the other index, the
+    local-diabatization probability is ~1 and the hop is taken, so the trajectory stays on its
+    diabat (the exact Landau-Zener answer, P_diabatic = 1 - 1e-13): it ends on the upper
+    adiabat with rho_11 ~ 1. Energy: the one step across the kink of the adiabats uses the old
+    index's force for its second half kick, an error below |dF| v dt = 8e-4 Ha (measured 2e-4).
+    Random +-1 / e^{i phi} phases at every call."""
+    from dataclasses import dataclass
+
+    from qhd_aimd.electronic.models import DiabaticModel, _sym2
+
+    @dataclass(frozen=True)
+    class Crossing(DiabaticModel):
+        def h(self, x):
+            x = np.asarray(x, float)[..., 0]
+            return _sym2(0.01 * x, -0.01 * x, np.full_like(x, 1e-9))
+
+        def dh(self, x):
+            x = np.asarray(x, float)[..., 0]
+            return _sym2(np.full_like(x, 0.01), np.full_like(x, -0.01), np.zeros_like(x))[..., None, :, :]
+
+    for kind in ("sign", "complex"):
+        prop = Propagator(ModelBackend(Crossing(), random_phases=True, phase_kind=kind), "fssh", 4.0, 10)
+        s = prop.initialize([0], np.array([[-2.0]]), np.array([[20.0]]), [0])
+        e0 = sum(s.energies(prop.masses))[0]
+        hops = []
+        while s.positions[0, 0] < 2.0:
+            s = prop.step(s)
+            if s.hop_to[0] >= 0:
+                hops.append((s.hop_from[0], s.hop_to[0], bool(s.hop_frustrated[0])))
+        assert hops == [(0, 1, False)]
+        assert s.active_state[0] == 1 and np.real(s.rho[0, 1, 1]) > 1 - 1e-6
+        assert abs(sum(s.energies(prop.masses))[0] - e0) < 0.02 * 0.01 * 4.0
