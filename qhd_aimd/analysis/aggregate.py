@@ -114,8 +114,9 @@ def _hopping(traj, n_states) -> dict:
     out["hops"] = (tried & ~fr).sum(axis=1)
     out["frustrated_hops"] = (tried & fr).sum(axis=1)
     f_idx, t_idx = np.nonzero(tried)
-    out["hop_events"] = np.stack([f_idx, t_idx, traj["hop_from"][f_idx, t_idx], traj["hop_to"][f_idx, t_idx],
-                                  fr[f_idx, t_idx].astype(int)], axis=1) if len(f_idx) else np.zeros((0, 5), int)
+    out["hop_events"] = np.stack(  # (K, 5): frame, trajectory, from, to, frustrated
+        [f_idx, t_idx, traj["hop_from"][f_idx, t_idx], traj["hop_to"][f_idx, t_idx],
+         fr[f_idx, t_idx].astype(int)], axis=1) if len(f_idx) else np.zeros((0, 5), int)
     return out
 
 
@@ -145,7 +146,8 @@ def aggregate(run_dir: str | Path) -> dict:
     _write_csv(run_dir / "forces.csv", ["time_fs", "meanfield", "geometric", "qc"],
                [t, obs["force_meanfield_norm"], obs["force_geometric_norm"], obs["force_qc_norm"]])
     if "electronic_populations" in obs:
-        _write_csv(run_dir / "electronic_populations.csv", ["time_fs"] + [f"p{i}" for i in range(n)],
+        _write_csv(run_dir / "electronic_populations.csv",
+                   ["time_fs"] + [f"p{i}" for i in range(n)],
                    [t] + [obs["electronic_populations"][:, i] for i in range(n)])
         ev = obs["hop_events"]
         with open(run_dir / "hops.csv", "w", newline="") as fh:

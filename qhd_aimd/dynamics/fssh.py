@@ -84,8 +84,8 @@ def step(prop, s):
         t = hp.step_propagator(e_old, e_new, u, dt, prop.n_substeps)
         probs[act] = hp.hop_probabilities(s.rho[act], t, state[act])
         if prop._method.quantum_coupling:
-            probs[act] = np.clip(probs[act] + hp.qc_correction(s.rho[act], s.extra[act], state[act], dt),
-                                 0.0, None)
+            qc = hp.qc_correction(s.rho[act], s.extra[act], state[act], dt)
+            probs[act] = np.clip(probs[act] + qc, 0.0, None)
         rho[act] = t @ s.rho[act] @ np.swapaxes(t.conj(), -1, -2)
     new = replace(s, step=s.step + 1, time_au=s.time_au + dt, positions=pos, momenta=mom,
                   rho=rho, elec=elec, active=active, failures=failures, active_state=state,
@@ -120,8 +120,8 @@ def _attempt_hop(prop, s, i: int, probs) -> None:
         h = s.momenta[i].copy()
     else:
         h = hp.real_direction(coupling_vector(prop.backend, e, a, m, s.f_meanfield[i]))
-    p_new, ok = hp.rescale_momentum(s.momenta[i], prop.masses, h, float(e.energies[m] - e.energies[a]),
-                                    prop.hopping.frustrated)
+    de = float(e.energies[m] - e.energies[a])
+    p_new, ok = hp.rescale_momentum(s.momenta[i], prop.masses, h, de, prop.hopping.frustrated)
     s.momenta[i] = p_new
     s.hop_from[i], s.hop_to[i], s.hop_frustrated[i] = a, m, not ok
     if ok:

@@ -213,7 +213,8 @@ def edc(rho: np.ndarray, energies: np.ndarray, active: np.ndarray, e_kin: np.nda
     return np.where(ok[:, None, None], out, rho)
 
 
-def berry_force(dhdx: np.ndarray, energies: np.ndarray, active: int, velocity: np.ndarray) -> np.ndarray:
+def berry_force(dhdx: np.ndarray, energies: np.ndarray, active: int,
+                velocity: np.ndarray) -> np.ndarray:
     """(D,) hartree/bohr: sum_j Omega_kj v^j of the active state (module docstring);
     dhdx (D, N, N), energies (N,), velocity (D,) bohr per a.u. of time."""
     others = [m for m in range(len(energies)) if m != active]

@@ -24,9 +24,10 @@ def _run(backend, method, x0, k, n, dt, t_final, width=1.0, seed=3, **opts):
 
 
 def _history(frames):
-    return {k: np.stack([getattr(f, k) for f in frames])
-            for k in ("positions", "momenta", "active_state", "hop_from", "hop_to", "hop_frustrated")} | {
-        "pops": np.stack([np.real(np.diagonal(f.rho, axis1=1, axis2=2)) for f in frames])}
+    keys = ("positions", "momenta", "active_state", "hop_from", "hop_to", "hop_frustrated")
+    out = {k: np.stack([getattr(f, k) for f in frames]) for k in keys}
+    out["pops"] = np.stack([np.real(np.diagonal(f.rho, axis1=1, axis2=2)) for f in frames])
+    return out
 
 
 @pytest.mark.parametrize("name,method,x0,k,t_final,kind", [
@@ -55,7 +56,8 @@ def test_random_phases_give_identical_hops_and_trajectories(name, method, x0, k,
 
 
 @pytest.mark.parametrize("name,x0,k,dt,t_final,frustrated", [
-    ("tully_simple", -6.0, 20.0, 4.0, 1300.0, "keep"), ("tully_dual", -6.0, 30.0, 3.0, 900.0, "keep"),
+    ("tully_simple", -6.0, 20.0, 4.0, 1300.0, "keep"),
+    ("tully_dual", -6.0, 30.0, 3.0, 900.0, "keep"),
     ("tully_simple", -3.0, 7.0, 4.0, 1800.0, "reverse")])
 def test_energy_conserved_through_hops(name, x0, k, dt, t_final, frustrated):
     """Per trajectory, kinetic + active-state energy conserved to 0.1 mHa (hops included)."""
@@ -131,10 +133,12 @@ def test_trivial_crossing_is_followed_without_phase_tracking():
 
         def dh(self, x):
             x = np.asarray(x, float)[..., 0]
-            return _sym2(np.full_like(x, 0.01), np.full_like(x, -0.01), np.zeros_like(x))[..., None, :, :]
+            dh = _sym2(np.full_like(x, 0.01), np.full_like(x, -0.01), np.zeros_like(x))
+            return dh[..., None, :, :]
 
     for kind in ("sign", "complex"):
-        prop = Propagator(ModelBackend(Crossing(), random_phases=True, phase_kind=kind), "fssh", 4.0, 10)
+        backend = ModelBackend(Crossing(), random_phases=True, phase_kind=kind)
+        prop = Propagator(backend, "fssh", 4.0, 10)
         s = prop.initialize([0], np.array([[-2.0]]), np.array([[20.0]]), [0])
         e0 = sum(s.energies(prop.masses))[0]
         hops = []
