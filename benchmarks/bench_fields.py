@@ -12,7 +12,11 @@ step: LiH SA2-CAS(2,2)/6-31G compute + one-solve force per trajectory (measured 
 is available) and the cost of the same number of neighbour overlaps done with PySCF
 (``state_overlap``, measured here).
 
+Also (issue 11 item 6) the whole ``Propagator.step`` of every coupled method against the
+Ehrenfest step on the same swarm, T = 100 and 400, measured in one run (target ratio <= 2).
+
     python benchmarks/bench_fields.py [--quick]   (--quick: T up to 200)
+    python benchmarks/bench_fields.py --ratio     (only the coupled / Ehrenfest step ratio)
 """
 
 from __future__ import annotations
@@ -125,7 +129,42 @@ def pyscf_costs():
     return (t2 - t0), (t3 - t2) / 20, (t1 - t0), (t2 - t1)
 
 
+def step_ratio(rep, models=("tully_simple", "berry_2d"), sizes=(100, 400), n_steps=10):
+    """Wall time of one Propagator.step per method / Ehrenfest's, same swarm, same run."""
+    import copy
+
+    from qhd_aimd.dynamics.integrator import Propagator
+
+    methods = ("ehrenfest", "geometric_ehrenfest", "ehrenfest_qc", "geometric_ehrenfest_qc")
+    for model in models:
+        rows = []
+        for n in sizes:
+            base, s0 = swarm_for(model, n)
+            per = {}
+            for m in methods:
+                prop = Propagator(base.backend, m, 4.0 if model != "berry_2d" else 2.5, 20)
+                s = copy.deepcopy(s0)
+                prop._update_fields(s)
+                s = prop.step(s)  # warm-up
+                best = []
+                for _rep in range(3):  # best of 3 blocks (shared machine)
+                    t0 = time.perf_counter()
+                    for _k in range(n_steps):
+                        s = prop.step(s)
+                    best.append((time.perf_counter() - t0) / n_steps)
+                per[m] = min(best)
+            rows.append([n] + [per[m] for m in methods] + [per[m] / per["ehrenfest"] for m in methods[1:]])
+            for m in methods[1:]:
+                rep.check(f"[{model}] T={n} {m} step / ehrenfest step", per[m] / per["ehrenfest"], "<=", 2.0)
+        rep.table(["T"] + [f"{m} s/step" for m in methods] + [f"{m} / ehr" for m in methods[1:]], rows,
+                  caption=f"{model}: Propagator.step wall time (best of 3 x {n_steps} steps), serial")
+
+
 def main():
+    if "--ratio" in sys.argv:
+        rep = Report("fields_ratio", "coupled / Ehrenfest step time on the models")
+        step_ratio(rep)
+        return rep.finish()
     quick = quick_flag()
     rep = Report("fields", "coupled-trajectory swarm fields vs number of trajectories")
     sizes = [50, 100, 200] if quick else [50, 100, 200, 400]

@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--config", required=True, help="study YAML")
         s.add_argument("--out", required=True, help="output directory")
         if name == "run":
-            s.add_argument("--restart", action="store_true", help="continue from DIR/run/checkpoint.pkl")
+            s.add_argument("--restart", action="store_true", help="continue from DIR/run/checkpoint.h5")
+            s.add_argument("--stale-checkpoint", choices=("error", "archive"), default="error",
+                           help="--restart with a checkpoint of another config or other initial "
+                                "conditions: error, or move DIR/run to DIR/run.stale-<k> and start again")
             s.add_argument("--quiet", action="store_true", help="no progress lines")
     s = sub.add_parser("aggregate", help="observables and CSVs from DIR/trajectories.h5")
     s.add_argument("dir")
@@ -59,7 +62,8 @@ def _dispatch(args) -> int:
     if args.command == "run":
         from qhd_aimd.swarm.driver import run_study
 
-        path = run_study(load_config(args.config), args.out, restart=args.restart, progress=not args.quiet)
+        path = run_study(load_config(args.config), args.out, restart=args.restart, progress=not args.quiet,
+                         stale=args.stale_checkpoint)
         if path is not None:
             print(path)
     elif args.command == "prepare":

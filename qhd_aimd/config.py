@@ -41,6 +41,16 @@ class MoleculeSpec(_Strict):
     xyz: str = Field(description="path of an xyz file, coordinates in angstrom")
     charge: int = 0
     spin: int = Field(0, ge=0, description="2S (number of unpaired electrons)")
+    masses_amu: Optional[list[float]] = Field(
+        None, description="nuclear mass of every atom, amu (default: symbol's isotope: D, T, "
+        "else the most abundant one)")
+
+    @field_validator("masses_amu")
+    @classmethod
+    def _masses(cls, v):
+        if v is not None and (not v or min(v) <= 0):
+            raise ValueError("masses_amu must list one positive mass (amu) per atom")
+        return v
 
 
 class ElectronicSpec(_Strict):
@@ -101,6 +111,22 @@ class InitialSpec(_Strict):
     sampling: Optional[Literal["wigner", "hydrodynamic"]] = None
     temperature_K: float = Field(0.0, ge=0)
     state_window_eV: Optional[tuple[float, float]] = None
+    # molecules: normal modes of the prepared minimum (qhd_aimd/prepare/molecule.py)
+    imaginary_modes: Literal["error", "skip"] = Field(
+        "error", description="imaginary frequency at the optimised geometry: error, or skip "
+        "(the mode is not sampled; the swarm starts at the saddle along it)")
+    soft_mode_cm1: float = Field(50.0, ge=0, description="real modes below this wavenumber are "
+                                 "frozen (not sampled), cm^-1")
+    max_candidates: Optional[int] = Field(
+        None, ge=1, description="state_window_eV: Wigner samples tried at most (default "
+        "10 n_trajectories)")
+
+    @field_validator("state_window_eV")
+    @classmethod
+    def _window(cls, v):
+        if v is not None and not v[0] < v[1]:
+            raise ValueError("state_window_eV must be [low, high] with low < high")
+        return v
 
     @field_validator("width_bohr")
     @classmethod
@@ -148,8 +174,9 @@ class FieldsSpec(_Strict):
     bandwidth_bohr: Optional[Union[float, list[float]]] = None
     ridge: float = Field(1e-10, ge=0, description="Tikhonov regularisation of local regression")
     cutoff_sigma: float = Field(4.0, gt=0, description="neighbours beyond this many bandwidths are ignored")
-    demodulate: bool = Field(True, description="regress coherences in their co-moving phase frame "
-                             "(see docs/physics.md); false: plain regression of rho")
+    demodulate: Union[bool, Literal["auto"]] = Field(
+        "auto", description="regress coherences in their co-moving phase frame (see docs/physics.md); "
+        "false: plain regression of rho; auto: true for models, false for molecules")
     quantum_force: bool = Field(False, description="add the quantum force of Eq. 68 estimated from "
                                 "the swarm (full QHD; use with initial.sampling: hydrodynamic)")
 
@@ -197,6 +224,10 @@ class StudyConfig(_Strict):
             n = self.system.electronic.n_states
             if ini.state >= n:
                 raise ValueError(f"initial.state {ini.state} >= system.electronic.n_states {n}")
+        if self.system.molecule is not None and self.fields.bandwidth_bohr is not None:
+            raise ValueError("fields.bandwidth_bohr is for model systems (Cartesian bandwidths); "
+                             "molecular swarms use Silverman's rule in their mass-weighted subspace "
+                             "(scale it with fields.bandwidth_factor)")
         if self.fields.quantum_force and self.method in ("ehrenfest",) + HOPPING_METHODS:
             raise ValueError("fields.quantum_force needs a coupled-trajectory Ehrenfest-type method "
                              f"(the swarm estimates n), not {self.method}")

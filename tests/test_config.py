@@ -111,3 +111,46 @@ def test_hopping_cross_checks(tmp_path):
         parse_config({"system": {"molecule": {"xyz": str(xyz)}},
                       "initial": {"n_trajectories": 2, "state": 1}, "method": "fssh",
                       "dynamics": {"dt_fs": 0.5, "t_final_fs": 1}, "hopping": {"berry_force": True}})
+
+
+def test_issue13_keys_validated():
+    """New molecule keys (issue 13): masses, window order, imaginary-mode policy, soft cutoff."""
+    from qhd_aimd.config import parse_config
+    from qhd_aimd.errors import ConfigError
+    base = {"system": {"molecule": {"xyz": "x.xyz"}}, "initial": {"n_trajectories": 2},
+            "dynamics": {"dt_au": 1.0, "t_final_au": 2.0}}
+
+    def with_(section, key, value):
+        cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+        if section == "molecule":
+            cfg["system"] = {"molecule": {"xyz": "x.xyz", key: value}}
+        else:
+            cfg[section] = {**cfg[section], key: value}
+        return cfg
+
+    cfg = parse_config(base)
+    assert cfg.initial.imaginary_modes == "error" and cfg.initial.soft_mode_cm1 == 50.0
+    assert parse_config(with_("molecule", "masses_amu", [7.0, 2.0])).system.molecule.masses_amu == [7.0, 2.0]
+    for section, key, value, msg in (
+            ("molecule", "masses_amu", [7.0, -2.0], "system.molecule.masses_amu"),
+            ("initial", "state_window_eV", [5.0, 2.0], "initial.state_window_eV"),
+            ("initial", "imaginary_modes", "ignore", "initial.imaginary_modes"),
+            ("initial", "soft_mode_cm1", -1.0, "initial.soft_mode_cm1")):
+        with pytest.raises(ConfigError, match=msg.replace(".", r"\.")):
+            parse_config(with_(section, key, value))
+
+
+def test_fields_demodulate_auto_and_molecular_bandwidth():
+    """fields.demodulate: auto (default; models yes, molecules no), true or false; a Cartesian
+    bandwidth_bohr is refused for molecules (their fields live in the mass-weighted subspace)."""
+    assert parse_config(GOOD).fields.demodulate == "auto"
+    for v in (True, False, "auto"):
+        assert parse_config({**GOOD, "fields": {"demodulate": v}}).fields.demodulate == v
+    with pytest.raises(ConfigError, match="fields.demodulate"):
+        parse_config({**GOOD, "fields": {"demodulate": "sometimes"}})
+    mol = {"system": {"molecule": {"xyz": "x.xyz"}, "electronic": {"n_states": 2}},
+           "initial": {"n_trajectories": 2, "state": 1}, "method": "ehrenfest_qc",
+           "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}}
+    with pytest.raises(ConfigError, match="bandwidth_bohr"):
+        parse_config({**mol, "fields": {"bandwidth_bohr": 0.1}})
+    assert parse_config({**mol, "fields": {"bandwidth_factor": 0.5}}).fields.bandwidth_factor == 0.5

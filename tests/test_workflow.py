@@ -152,3 +152,53 @@ def test_config_validation_errors(tmp_path, case):
     proc = snakemake("--configfile", str(path), "-n", cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+MOLECULE_STUDY = {
+    "study": "mol", "results": "results", "mpi": {"ranks": 1},
+    "systems": {"mol": {
+        "molecule": {"xyz": "mol.xyz"},
+        "electronic": {"basis": "sto-3g", "active_space": [2, 2], "n_states": 2},
+        "methods": ["ehrenfest"],
+        "initial": {"n_trajectories": 1, "state": 1, "seed": 1},
+        "dynamics": {"dt_fs": 0.25, "t_final_fs": 0.25}}},
+}
+
+
+@pytest.mark.pyscf
+def test_edited_xyz_or_config_reruns_the_swarm(tmp_path):
+    """Stale results (issue 13, item 8): after a first run, replacing the molecule's xyz by
+    another molecule reruns prepare and the swarm (which starts again, keeping the old run as
+    run.stale-1); a changed config section reruns the jobs it affects."""
+    import h5py
+
+    (tmp_path / "mol.xyz").write_text("2\nLiH\nLi 0 0 0\nH 0 0 1.595\n")
+    conf = tmp_path / "study.yaml"
+    conf.write_text(yaml.safe_dump(MOLECULE_STUDY))
+    target = "results/mol/mol/ehrenfest/trajectories.h5"
+    args = ("--configfile", str(conf), "--cores", "1")
+    proc = snakemake(*args, target, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    def jobs(proc):
+        return {ln.split()[0] for ln in proc.stdout.splitlines()
+                if ln.split()[1:2] and ln.split()[1].isdigit()}
+
+    (tmp_path / "mol.xyz").write_text("2\nH2\nH 0 0 0\nH 0 0 0.74\n")  # another molecule
+    proc = snakemake(*args, target, "-n", "--quiet", "rules", cwd=tmp_path)
+    assert {"prepare", "swarm"} <= jobs(proc), proc.stdout
+    proc = snakemake(*args, target, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with h5py.File(tmp_path / target) as f:
+        assert f["masses_au"][()].max() < 2000  # two protons now, no lithium
+        assert list(f.attrs["labels"])[::3] == ["H1.x", "H2.x"] and f["positions_bohr"].shape == (2, 1, 6)
+    assert (tmp_path / "results/mol/mol/ehrenfest/run.stale-1/checkpoint.h5").exists()
+    assert "different initial conditions" in (
+        tmp_path / "results/mol/logs/mol/ehrenfest/run.log").read_text()
+
+    # a changed dynamics section changes the job's study.yaml (params trigger): swarm reruns
+    cfg = yaml.safe_load(conf.read_text())
+    cfg["systems"]["mol"]["dynamics"]["t_final_fs"] = 0.5
+    conf.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(*args, target, "-n", "--quiet", "rules", cwd=tmp_path)
+    assert {"study_config", "swarm"} <= jobs(proc), proc.stdout

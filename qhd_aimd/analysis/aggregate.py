@@ -5,7 +5,11 @@
   purity Tr gamma^2 of the ensemble density gamma_el = mean of rho in the diabatic frame (Eq. 65);
 * energies: swarm mean of e_kin, e_pot, e_tot (hartree) and per-trajectory drift;
 * forces: swarm mean of the mean-field, geometric and quantum-coupling parts (hartree/bohr, norm);
-* 1-D models: transmission/reflection per adiabatic state at the final time (x > 0 / x < 0).
+* 1-D models: transmission/reflection per adiabatic state at the final time (x > 0 / x < 0);
+* SA-CASSCF active-space switches (discontinuous potentials): one event per flagged step and
+  trajectory (trajectory, step, time_fs, active-orbital overlap, jump of e_tot over the step in
+  millihartree) in ``active_switch_events`` / ``active_switches.csv``, and the count per
+  trajectory in ``active_switch_count``.
 
 Surface hopping runs (``fssh``, ``fssh_qc``; frames carry ``active_state``): ``populations``
 is the fraction of trajectories on each active state, ``electronic_populations`` the swarm mean
@@ -25,6 +29,7 @@ import h5py
 import numpy as np
 import yaml
 
+from qhd_aimd.errors import QhdError
 from qhd_aimd.io.trajectories import read_trajectories
 from qhd_aimd.units import AUT_FS
 
@@ -69,11 +74,27 @@ def observables(traj: dict) -> dict:
         out[f"force_{part}_norm"] = _mean_se(np.linalg.norm(fk, axis=2)[..., None], act)[0][:, 0]
     if "active_state" in traj:
         out.update(_hopping(traj, n))
+    out.update(active_switches(traj))
     cfg = yaml.safe_load(traj["attrs"].get("config", "")) or {}
     model = (cfg.get("system") or {}).get("model")
     if model is not None:
         out.update(_model_extras(traj, cfg, model))
     return out
+
+
+def active_switches(traj: dict) -> dict:
+    """Active-space switch events (K, 5): trajectory, step, time_fs, active_overlap, e_tot jump
+    over the step (mEh); and the count per trajectory (T,). Empty for files without flags."""
+    n_traj = traj["rho"].shape[1]
+    sw = traj.get("active_switch")
+    if sw is None:
+        return {"active_switch_events": np.zeros((0, 5)), "active_switch_count": np.zeros(n_traj, int)}
+    f_idx, t_idx = np.nonzero(sw)
+    e_tot = traj["e_kin_hartree"] + traj["e_pot_hartree"]
+    jump = np.where(f_idx > 0, e_tot[f_idx, t_idx] - e_tot[np.maximum(f_idx - 1, 0), t_idx], np.nan)
+    events = np.stack([t_idx, traj["step"][f_idx], traj["time_au"][f_idx] * AUT_FS,
+                       traj["active_overlap"][f_idx, t_idx], 1e3 * jump], axis=1).astype(float)
+    return {"active_switch_events": events.reshape(-1, 5), "active_switch_count": sw.sum(axis=0)}
 
 
 def _model_extras(traj, cfg, model_name) -> dict:
@@ -132,7 +153,13 @@ def aggregate(run_dir: str | Path) -> dict:
     """Write populations.csv, coherence.csv, energy.csv, forces.csv (+ scattering.csv for 1-D
     models) and observables.h5 into ``run_dir``; return the observables."""
     run_dir = Path(run_dir)
-    traj = read_trajectories(run_dir / "trajectories.h5")
+    if not (run_dir / "trajectories.h5").exists():
+        raise QhdError(f"{run_dir / 'trajectories.h5'} not found: run 'qhd-aimd run --out "
+                       f"{run_dir}' first (or give the directory that holds trajectories.h5)")
+    try:
+        traj = read_trajectories(run_dir / "trajectories.h5")
+    except (OSError, ValueError, KeyError) as exc:
+        raise QhdError(f"{run_dir / 'trajectories.h5'}: not a readable trajectories file ({exc})") from None
     obs = observables(traj)
     t = obs["time_fs"]
     n = obs["populations"].shape[1]
@@ -158,6 +185,10 @@ def aggregate(run_dir: str | Path) -> dict:
     if "transmission" in obs:
         _write_csv(run_dir / "scattering.csv", ["state", "transmission", "reflection"],
                    [np.arange(n), obs["transmission"], obs["reflection"]])
+    ev = obs["active_switch_events"]
+    _write_csv(run_dir / "active_switches.csv",
+               ["trajectory", "step", "time_fs", "active_overlap", "e_tot_jump_mEh"],
+               [ev[:, k] for k in range(5)])
     with h5py.File(run_dir / "observables.h5", "w") as f:
         for k, v in obs.items():
             f.create_dataset(k, data=np.asarray(v))

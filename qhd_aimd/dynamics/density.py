@@ -118,15 +118,22 @@ def _expm(a: np.ndarray, order: int = 14) -> np.ndarray:
     order ``order`` after scaling by 2^-s with ||a / 2^s||_1 <= 1/2, then s squarings
     (truncation error < 1e-16 relative). Batched; scipy.linalg.expm loops in Python over the batch.
     """
-    norm = float(np.abs(a).sum(axis=-2).max()) if a.size else 0.0
-    squarings = max(0, int(np.ceil(np.log2(norm / 0.5)))) if norm > 0.5 else 0
-    a = a / 2.0**squarings
+    if not a.size:
+        return np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape).copy()
+    # squarings per matrix (not from the batch's largest norm): each result is independent of
+    # the other matrices in the batch, so of how trajectories are dealt to ranks
+    norm = np.abs(a).sum(axis=-2).max(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
+    squarings = np.nan_to_num(squarings, nan=0.0, posinf=0.0).astype(int)
+    a = a / (2.0**squarings)[..., None, None]
     out = term = np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape)
     for k in range(1, order + 1):
         term = term @ a / k
         out = out + term
-    for _ in range(squarings):
-        out = out @ out
+    for k in range(int(squarings.max(initial=0))):
+        more = squarings > k
+        out = np.where(more[..., None, None], out @ out, out)
     return out
 
 

@@ -209,3 +209,174 @@ def metric_gradient(a: int, positions, w, h, g_all, ridge=1e-10) -> np.ndarray:
     dx = positions[nbrs] - positions[a]
     first, _ = local_fit(dx, g_all[nbrs] - g_all[a], w[a, nbrs], h, quadratic=False, ridge=ridge)
     return first
+
+
+# --------------------------------------------------------------------------------------------
+# Batched estimators (the integrator's hot path): every centre of the local swarm at once, with
+# dense (L, T) neighbour arrays (weight 0 = not a neighbour). Each centre's numbers are those of
+# the per-trajectory functions above (same model, same normal equations; round-off apart).
+
+
+def fit_kinds(n_neighbours: np.ndarray, dim: int, quadratic: bool) -> np.ndarray:
+    """Regression model per centre, (L,) int: 0 linear, 1 linear + diagonal quadratic,
+    2 linear + full quadratic (``local_fit``'s rule: the full Hessian when there are at least
+    twice as many neighbours as its coefficients)."""
+    if not quadratic:
+        return np.zeros(len(n_neighbours), int)
+    n_full = 2 * (2 * dim + dim * (dim - 1) // 2)
+    return np.where(n_neighbours >= n_full, 2, 1)
+
+
+def _segment_sum(x: np.ndarray, centre: np.ndarray, n_centres: int) -> np.ndarray:
+    """Sum of the rows of x (K, ...) per centre index (K,) sorted ascending -> (n_centres, ...),
+    each centre's rows added in their order (independent of the other centres)."""
+    out = np.zeros((n_centres,) + x.shape[1:], x.dtype)
+    if len(centre) == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, centre[1:] != centre[:-1]])
+    out[centre[starts]] = np.add.reduceat(x, starts, axis=0)
+    return out
+
+
+def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.ndarray,
+                    w: np.ndarray, h: np.ndarray, quadratic: bool, ridge: float = 1e-10):
+    """``local_fit`` for many centres at once, from their (centre, neighbour) pairs.
+
+    Parameters
+    ----------
+    centre : (K,) centre index of every pair, sorted ascending; n_centres : L
+    dx : (K, P) neighbour displacement from its centre; dy : (K, ...) value differences;
+    w : (K,) weights (> 0); h : (P,) column scales; ridge : Tikhonov parameter relative to the
+    mean diagonal of each centre's normal matrix.
+
+    Returns
+    -------
+    first, second : (L, P, ...) first and diagonal second derivatives (second zero when not
+    ``quadratic``; both zero for a centre without pairs); a centre whose normal equations
+    cannot be solved gets NaN (the caller's fallback turns it into zero fields).
+    """
+    k, p = dx.shape
+    z = dx / h
+    y = dy.reshape(k, int(np.prod(dy.shape[1:], dtype=int)))
+    dtype = np.result_type(y.dtype, float)
+    first = np.zeros((n_centres, p, y.shape[1]), dtype)
+    second = np.zeros_like(first)
+    count = np.bincount(centre, minlength=n_centres)
+    kinds = fit_kinds(count, p, quadratic)
+    iu = np.triu_indices(p, 1)
+    for kind in np.unique(kinds[count > 0]):
+        sel = np.flatnonzero((kinds == kind) & (count > 0))
+        rows = np.flatnonzero(kinds[centre] == kind)
+        zs = z[rows]
+        cols = [zs]
+        if kind >= 1:
+            cols.append(0.5 * zs**2)
+        if kind == 2:
+            cols.append(zs[:, iu[0]] * zs[:, iu[1]])
+        a = np.concatenate(cols, axis=1)  # (Ks, Q)
+        aw = a * w[rows, None]
+        cs, q = centre[rows], a.shape[1]
+        normal = np.empty((len(sel), q, q))
+        for i in range(q):  # Q small passes over (Ks,) / (Ks, M), no (Ks, Q, M) temporary
+            for j in range(i, q):
+                normal[:, i, j] = normal[:, j, i] = _segment_sum(aw[:, i] * a[:, j], cs, n_centres)[sel]
+        yr = y[rows]
+        rhs = np.stack([_segment_sum(aw[:, i, None] * yr, cs, n_centres)[sel] for i in range(q)], axis=1)
+        scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
+        normal = normal + ridge * scale[:, None, None] * np.eye(q)
+        try:
+            coef = np.linalg.solve(normal, rhs)
+        except np.linalg.LinAlgError:  # one singular centre: solve them one by one
+            coef = np.full(rhs.shape, np.nan, dtype=np.result_type(rhs.dtype, float))
+            for j in range(len(sel)):
+                try:
+                    coef[j] = np.linalg.solve(normal[j], rhs[j])
+                except np.linalg.LinAlgError:
+                    pass
+        first[sel] = coef[:, :p] / h[:, None]
+        if kind >= 1:
+            second[sel] = coef[:, p:2 * p] / (h**2)[:, None]
+    shape = (n_centres, p) + dy.shape[1:]
+    return first.reshape(shape), second.reshape(shape)
+
+
+def coherence_wavevectors(energies: np.ndarray, velocity: np.ndarray, v_min: float = 1e-4) -> np.ndarray:
+    """``coherence_wavevector`` for L trajectories: energies (L, N), velocity (L, P) in the
+    coordinates of the fields -> (L, N, N, P)."""
+    v2 = np.einsum("lj,lj->l", velocity, velocity)
+    gap = energies[:, :, None] - energies[:, None, :]
+    safe = np.where(v2 < v_min**2, 1.0, v2)
+    k = -gap[..., None] * velocity[:, None, None, :] / safe[:, None, None, None]
+    k[v2 < v_min**2] = 0.0
+    return k
+
+
+def slow_parts(rho: np.ndarray, energies: np.ndarray, velocity: np.ndarray, dhdx=None,
+               gap_min: float = 1e-8) -> np.ndarray:
+    """``slow_part`` for L trajectories: rho (L, N, N), energies (L, N), velocity (L, D),
+    dhdx (L, D, N, N) or None -> (L, N, N)."""
+    n = rho.shape[-1]
+    slow = np.zeros(rho.shape, complex)
+    idx = np.arange(n)
+    slow[:, idx, idx] = np.diagonal(rho, axis1=1, axis2=2)
+    if dhdx is None:
+        return slow
+    gap = energies[:, :, None] - energies[:, None, :]
+    ok = np.abs(gap) > gap_min
+    safe = np.where(ok, gap, 1.0)
+    vd = -np.einsum("lj,ljnm->lnm", velocity, np.asarray(dhdx)) / safe
+    gamma = np.abs(vd / safe)
+    weight = 1.0 / (1.0 + (gamma / ADIABATIC_GAMMA) ** 4)
+    pop = np.real(np.diagonal(rho, axis1=1, axis2=2))
+    return slow + np.where(ok, weight * 1j * vd * (pop[:, None, :] - pop[:, :, None]) / safe, 0.0)
+
+
+def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbrs=None, slow_c=None,
+                          kappa=None, quadratic=True, ridge=1e-10):
+    """``rho_derivatives`` for L centres: d_p rho and d_p^2 rho in each centre's basis,
+    each (L, P, N, N), from the (centre, neighbour) pairs.
+
+    centre (K,) sorted centre index of each pair; dx (K, P) neighbour displacements; w (K,)
+    weights; rho_nbrs (K, N, N) the neighbour's rho in its centre's basis; rho_c (L, N, N);
+    slow_nbrs, slow_c the same for ``slow_part`` (or None); kappa (L, N, N, P) co-moving
+    wavevectors (``coherence_wavevectors``) or None (plain fit).
+    """
+    fit = lambda dy: local_fit_pairs(centre, n_centres, dx, dy, w, h, quadratic, ridge)  # noqa: E731
+    if kappa is None:
+        return fit(rho_nbrs - rho_c[centre])
+    phase = np.exp(-1j * np.einsum("knmj,kj->knm", kappa[centre], dx))
+    kap = np.moveaxis(kappa, 3, 1)  # (L, P, N, N)
+    if slow_nbrs is None:
+        d1, d2 = fit(rho_nbrs * phase - rho_c[centre])
+        p1 = p2 = 0.0
+        rc = rho_c[:, None]
+    else:  # one fit for the slow part (plain) and the free part (demodulated): same normal matrix
+        free_c = rho_c - slow_c
+        both = fit(np.stack([slow_nbrs - slow_c[centre],
+                             (rho_nbrs - slow_nbrs) * phase - free_c[centre]], axis=1))
+        (p1, d1), (p2, d2) = (np.moveaxis(x, 2, 0) for x in both)
+        rc = free_c[:, None]
+    return p1 + d1 + 1j * kap * rc, p2 + d2 + 2j * kap * d1 - kap**2 * rc
+
+
+def metrics(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:
+    """``metric`` for L trajectories: rho (L, N, N), drho (L, D, N, N) -> g (L, D, D)."""
+    return np.real(np.einsum("lab,lkbc,ljca->lkj", rho, drho, drho))
+
+
+def grad_log_density_at(coords: np.ndarray, w_rows: np.ndarray, h: np.ndarray,
+                        centres: np.ndarray) -> np.ndarray:
+    """``grad_log_density`` at the centres only: w_rows (L, T) kernel rows (self included),
+    centres (L,) indices into coords (T, P) -> (L, P)."""
+    diff = coords[None, :, :] - coords[centres][:, None, :]
+    return np.einsum("lt,ltj->lj", w_rows, diff) / (h**2 * w_rows.sum(axis=1)[:, None])
+
+
+def quantum_force_pairs(centre, n_centres, dx, w, h, dlnn_c, dlnn_nbrs, inv_metric, ridge=1e-10):
+    """``quantum_force`` for L centres in the fields' coordinates, from pairs: centre (K,),
+    dx (K, P), w (K,), dlnn_c (L, P) at the centres, dlnn_nbrs (K, P) at the neighbours,
+    inv_metric (P,) -> (L, P). Centres with fewer than 2 neighbours get zero."""
+    first, second = local_fit_pairs(centre, n_centres, dx, dlnn_nbrs - dlnn_c[centre], w, h, True, ridge)
+    f = 0.25 * np.einsum("i,lik->lk", inv_metric, second + dlnn_c[:, :, None] * first)
+    f[np.bincount(centre, minlength=n_centres) < 2] = 0.0
+    return f

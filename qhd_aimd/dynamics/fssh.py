@@ -1,9 +1,11 @@
-"""One lock-step velocity-Verlet step of a surface-hopping swarm (``fssh``, ``fssh_qc``).
+"""The surface-hopping parts of a lock-step velocity-Verlet step (``fssh``, ``fssh_qc``), called by
+``Propagator.initialize`` / ``Propagator.step``.
 
 Physics in ``qhd_aimd.dynamics.hopping``; this module applies it to a ``Swarm``:
 
 1. half kick with the active-state force at t, drift, one backend call per trajectory
-   (``Propagator._drift``, shared with the Ehrenfest-type methods);
+   (``Propagator.step``, shared with the Ehrenfest-type methods, with its per-trajectory
+   failure handling);
 2. step propagator T (old basis -> new basis) from the unitarised step overlap; rho <- T rho T^dag
    (the Ehrenfest step); hop probabilities of the step from (rho(t), T) plus, for ``fssh_qc``,
    the coupled-trajectory term from the swarm generator at t;
@@ -69,43 +71,59 @@ def add_berry_force(prop, s, momenta) -> None:
                                           momenta[i] / prop.masses)
 
 
-def step(prop, s):
-    """Advance a surface-hopping swarm by dt (collective: every rank must call it)."""
-    dt, opts = prop.dt, prop.hopping
-    pos, mom, elec, active, failures = prop._drift(s)
-    act = np.flatnonzero(active)
-    rho = s.rho.copy()
-    state = s.active_state.copy()
-    probs = np.zeros((len(s.ids), s.rho.shape[-1]))
-    if len(act):
-        u = unitarize(np.stack([prop.backend.overlap(s.elec[i], elec[i]) for i in act]))
-        e_old = np.stack([s.elec[i].energies for i in act])
-        e_new = np.stack([elec[i].energies for i in act])
-        t = hp.step_propagator(e_old, e_new, u, dt, prop.n_substeps)
-        probs[act] = hp.hop_probabilities(s.rho[act], t, state[act])
-        if prop._method.quantum_coupling:
-            qc = hp.qc_correction(s.rho[act], s.extra[act], state[act], dt)
-            probs[act] = np.clip(probs[act] + qc, 0.0, None)
-        rho[act] = t @ s.rho[act] @ np.swapaxes(t.conj(), -1, -2)
-    new = replace(s, step=s.step + 1, time_au=s.time_au + dt, positions=pos, momenta=mom,
-                  rho=rho, elec=elec, active=active, failures=failures, active_state=state,
-                  f_meanfield=s.f_meanfield.copy(), f_geometric=s.f_geometric.copy(),
-                  f_qc=s.f_qc.copy(), extra=s.extra.copy())
+def begin(new) -> None:
+    """Fresh per-step arrays of the swarm at t + dt (``replace`` shares them with t)."""
+    new.active_state = new.active_state.copy()
     _clear_hops(new)
-    new.f_meanfield = prop._meanfield(new)
-    if opts.berry_force:  # velocity at t + dt predicted with the gradient force
-        add_berry_force(prop, new, mom + 0.5 * dt * new.f_meanfield)
-    new.momenta[act] += 0.5 * dt * (new.f_meanfield[act] + new.f_geometric[act])
+
+
+def electronic_step(prop, s, elec, act, ovl, rho):
+    """rho over the step for the trajectories ``act`` exactly as Ehrenfest (T rho T^dag, written
+    into ``rho``) and the step's hop probabilities (L, N) (``fssh_qc``: plus the coupled-
+    trajectory term from the generator at t). Returns ({position in act: reason}, probs);
+    a trajectory whose rho is not finite or not normalised is reported, not written."""
+    probs = np.zeros((len(s.ids), s.rho.shape[-1]))
+    e_old = np.stack([s.elec[i].energies for i in act])
+    e_new = np.stack([elec[i].energies for i in act])
+    bad = {}
+    with np.errstate(all="ignore"):
+        u = unitarize(np.stack([ovl[i] for i in act]))
+        t = hp.step_propagator(e_old, e_new, u, prop.dt, prop.n_substeps)
+        out = t @ s.rho[act] @ np.swapaxes(t.conj(), -1, -2)
+        p = hp.hop_probabilities(s.rho[act], t, s.active_state[act])
+        if prop._method.quantum_coupling:
+            qc = hp.qc_correction(s.rho[act], s.extra[act], s.active_state[act], prop.dt)
+            p = np.clip(p + qc, 0.0, None)
+    tr = np.real(np.trace(out, axis1=1, axis2=2))
+    fine = np.isfinite(out).all(axis=(1, 2)) & (np.abs(tr - 1.0) < 1e-6) & np.isfinite(p).all(axis=1)
+    for k in np.flatnonzero(~fine):
+        bad[int(k)] = "electronic step: non-finite or non-normalised rho"
+    good = np.flatnonzero(fine)
+    rho[act[good]] = out[good]
+    probs[act[good]] = p[good]
+    return bad, probs
+
+
+def after_kick(prop, s, probs) -> dict:
+    """Hops at t + dt (after the second half kick) and the decoherence correction of the active
+    trajectories; returns {index: reason} for those whose new-state force failed."""
+    from qhd_aimd.dynamics.integrator import TRAJECTORY_ERRORS, _reason
+
+    bad = {}
+    act = np.flatnonzero(s.active)
     for i in act:
-        _attempt_hop(prop, new, i, probs[i])
-    if opts.decoherence == "edc":
-        e_kin = 0.5 * np.einsum("tj,tj,j->t", new.momenta, new.momenta, 1.0 / prop.masses)
-        if len(act):
-            e = np.stack([new.elec[i].energies for i in act])
-            new.rho[act] = hp.edc(new.rho[act], e, new.active_state[act], e_kin[act], dt,
-                                  opts.edc_constant_hartree)
-    prop._update_fields(new)
-    return new
+        try:
+            _attempt_hop(prop, s, i, probs[i])
+        except TRAJECTORY_ERRORS as exc:
+            bad[int(i)] = f"hop: {_reason(exc)}"
+    act = np.array([i for i in act if i not in bad], int)
+    opts = prop.hopping
+    if opts.decoherence == "edc" and len(act):
+        e_kin = 0.5 * np.einsum("tj,tj,j->t", s.momenta[act], s.momenta[act], 1.0 / prop.masses)
+        e = np.stack([s.elec[i].energies for i in act])
+        s.rho[act] = hp.edc(s.rho[act], e, s.active_state[act], e_kin, prop.dt,
+                            opts.edc_constant_hartree)
+    return bad
 
 
 def _attempt_hop(prop, s, i: int, probs) -> None:

@@ -23,12 +23,17 @@ import numpy as np
 
 from qhd_aimd.dynamics import fields as fl
 from qhd_aimd.dynamics import fssh
+from qhd_aimd.dynamics.coordinates import swarm_frame
 from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
 from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
 from qhd_aimd.electronic.base import overlaps
 from qhd_aimd.errors import QhdError
 from qhd_aimd.swarm.comm import SerialComm
+
+#: what one trajectory's numerics may raise: caught per trajectory, which is then frozen and
+#: listed in ``Swarm.failures`` with the reason (the swarm goes on); anything else is a bug
+TRAJECTORY_ERRORS = (QhdError, np.linalg.LinAlgError, ArithmeticError, ValueError)
 
 
 @dataclass
@@ -39,7 +44,9 @@ class Swarm:
     adiabatic basis; elec list of ``ElectronicData``; forces (L, D) hartree/bohr split into
     mean-field, geometric and quantum-coupling parts (f_qc includes the quantum force of Eq. 68
     when ``Propagator.quantum_force``); extra (L, N, N) hartree: the method's
-    generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason.
+    generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason;
+    fields_fallback (L,) bool: the swarm fields of this time could not be estimated for the
+    trajectory (too few neighbours, non-finite estimate) and were set to zero (Ehrenfest step).
 
     Surface hopping (``fssh``, ``fssh_qc``; else None): active_state (L,) int, the adiabatic
     state the nuclei move on (f_meanfield is then -dE_a/dx and f_geometric the optional Berry
@@ -60,6 +67,7 @@ class Swarm:
     extra: np.ndarray
     active: np.ndarray
     failures: dict = field(default_factory=dict)
+    fields_fallback: np.ndarray | None = None
     active_state: np.ndarray | None = None
     hop_from: np.ndarray | None = None
     hop_to: np.ndarray | None = None
@@ -74,8 +82,8 @@ class Swarm:
         e_kin = 0.5 * np.einsum("tj,tj,j->t", self.momenta, self.momenta, 1.0 / masses)
         e_adia = np.stack([e.energies for e in self.elec])
         e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
-        if self.active_state is not None:  # surface hopping: the active state's energy
-            e_pot = e_adia[np.arange(len(e_adia)), self.active_state] if len(e_adia) else e_pot
+        if self.active_state is not None and len(e_adia):  # surface hopping: active state's energy
+            e_pot = e_adia[np.arange(len(e_adia)), self.active_state]
         return e_kin, e_pot
 
 
@@ -91,7 +99,7 @@ class Propagator:
     n_substeps : electronic sub-steps per nuclear step
     bandwidth_factor, bandwidth_bohr, ridge, cutoff, demodulate : swarm estimator options
         (``fields``; ``demodulate`` regresses coherences in their co-moving phase frame, see
-        ``fields.coherence_wavevector``)
+        ``fields.coherence_wavevector``; ``"auto"``: for models, not for molecules)
     quantum_force : add the quantum force of Eq. 68 (``fields.quantum_force``), estimated from
         the swarm and recorded with the quantum-coupling force (``f_qc``)
     comm : communicator (``SerialComm`` or mpi4py)
@@ -108,7 +116,7 @@ class Propagator:
     ridge: float = 1e-10
     cutoff: float = 4.0
     comm: object = field(default_factory=SerialComm)
-    demodulate: bool = True
+    demodulate: object = "auto"
     quantum_force: bool = False
     hopping: object = None
     seed: int = 0
@@ -118,6 +126,11 @@ class Propagator:
         self.masses = np.asarray(self.backend.masses, float)
         if self.hopping is None:
             self.hopping = HoppingOptions()
+        # atoms in 3-D (rigid motions projected out of the fields' coordinates)
+        self._molecule = getattr(self.backend, "symbols", None) is not None
+        # co-moving demodulation assumes a stationary (scattering) flow; a vibrating molecular
+        # swarm started at one instant has turning points where kappa = dE/v diverges
+        self._demodulate = (not self._molecule) if self.demodulate == "auto" else bool(self.demodulate)
 
     # ------------------------------------------------------------------ setup
     def initialize(self, ids, positions, momenta, states) -> Swarm:
@@ -138,7 +151,10 @@ class Propagator:
                       np.zeros_like(rho), active, failures)
         if self._method.hopping:
             fssh.start(swarm, states)
-        swarm.f_meanfield = self._meanfield(swarm)
+        swarm.f_meanfield, bad = self._meanfield(swarm)
+        for i, why in bad.items():
+            swarm.active[i] = False
+            swarm.failures[int(ids[i])] = f"t=0.000 au: {why}"
         if self._method.hopping:
             fssh.add_berry_force(self, swarm, swarm.momenta)
         self._update_fields(swarm)
@@ -146,143 +162,321 @@ class Propagator:
 
     # ------------------------------------------------------------------ step
     def step(self, s: Swarm) -> Swarm:
-        """Advance the swarm by dt (collective: every rank must call it)."""
-        if self._method.hopping:
-            return fssh.step(self, s)
-        dt = self.dt
-        pos, mom, elec, active, failures = self._drift(s)
-        act = np.flatnonzero(active)
-        rho = s.rho.copy()
-        if len(act):
-            u = unitarize(np.stack([self.backend.overlap(s.elec[i], elec[i]) for i in act]))
-            e_old = np.stack([s.elec[i].energies for i in act])
-            e_new = np.stack([elec[i].energies for i in act])
-            extra = s.extra[act] if self._method.coupled else None
-            rho[act] = liouville_step(s.rho[act], e_old, e_new, u, dt, self.n_substeps, extra)
-        new = replace(s, step=s.step + 1, time_au=s.time_au + dt, positions=pos, momenta=mom,
-                      rho=rho, elec=elec, active=active, failures=failures)
-        new.f_meanfield = self._meanfield(new)
-        self._update_fields(new)
-        new.momenta[act] += 0.5 * dt * new.force[act]
-        return new
+        """Advance the swarm by dt (collective: every rank must call it).
 
-    def _drift(self, s: Swarm):
-        """Half kick and drift of the active trajectories, then one backend call each:
-        (positions, momenta, elec, active, failures) at t + dt (momenta at t + dt/2)."""
-        dt, act = self.dt, np.flatnonzero(s.active)
-        pos, mom = s.positions.copy(), s.momenta.copy()
-        mom[act] += 0.5 * dt * s.force[act]
-        pos[act] += dt * mom[act] / self.masses
+        One trajectory's numerics never stop the swarm: an electronic-structure error, a
+        ``LinAlgError``, a non-finite position, momentum, energy, overlap, rho or force, or a
+        failing force (response) solve freezes that trajectory at its last good state (inactive
+        from this step on) and records the reason in ``failures``; the others go on. Every check
+        is per trajectory, so the result does not depend on the number of ranks.
+        """
+        dt, t_new = self.dt, s.time_au + self.dt
+        act = np.flatnonzero(s.active)
+        pos, mom, rho = s.positions.copy(), s.momenta.copy(), s.rho.copy()
+        with np.errstate(all="ignore"):
+            mom[act] += 0.5 * dt * s.force[act]
+            pos[act] += dt * mom[act] / self.masses
         elec, failures, active = list(s.elec), dict(s.failures), s.active.copy()
-        for i in act:
+        f_old = (s.f_meanfield, s.f_geometric, s.f_qc)
+
+        def freeze(i, why, new=None):
+            active[i] = False
+            failures[int(s.ids[i])] = f"t={t_new:.3f} au: {why}"
+            pos[i], mom[i], rho[i], elec[i] = s.positions[i], s.momenta[i], s.rho[i], s.elec[i]
+            if new is not None:
+                new.positions[i], new.momenta[i] = s.positions[i], s.momenta[i]
+                new.f_meanfield[i], new.f_geometric[i], new.f_qc[i] = (f[i] for f in f_old)
+
+        for i in act[~(np.isfinite(pos[act]).all(axis=1) & np.isfinite(mom[act]).all(axis=1))]:
+            freeze(i, "non-finite position or momentum")
+        for i in np.flatnonzero(active):
             try:
                 elec[i] = self.backend.compute(pos[i], reference=s.elec[i])
-            except QhdError as exc:
-                active[i] = False
-                failures[int(s.ids[i])] = f"t={s.time_au + dt:.3f} au: {exc}"
-                pos[i], mom[i] = s.positions[i], s.momenta[i]
-        return pos, mom, elec, active, failures
+            except TRAJECTORY_ERRORS as exc:
+                freeze(i, _reason(exc))
+        for i in _not_finite(active, [e.energies for e in elec]):
+            freeze(i, "FloatingPointError: non-finite adiabatic energies")
+        ovl = {}
+        for i in np.flatnonzero(active):
+            try:
+                ovl[i] = self.backend.overlap(s.elec[i], elec[i])
+            except TRAJECTORY_ERRORS as exc:
+                freeze(i, _reason(exc))
+        for i in _not_finite(active, [ovl.get(i, 0.0) for i in range(len(elec))]):
+            freeze(i, "FloatingPointError: non-finite step overlap")
+        act = np.flatnonzero(active)
+        hopping, probs = self._method.hopping, None
+        if len(act):
+            if hopping:  # rho as in Ehrenfest + the step's hop probabilities (fssh)
+                step_bad, probs = fssh.electronic_step(self, s, elec, act, ovl, rho)
+            else:
+                step_bad = self._electronic_step(s, elec, act, ovl, rho)
+            for k, why in step_bad.items():
+                freeze(act[k], why)
+        new = replace(s, step=s.step + 1, time_au=t_new, positions=pos, momenta=mom,
+                      rho=rho, elec=elec, active=active, failures=failures)
+        if hopping:
+            fssh.begin(new)
+        new.f_meanfield, bad = self._meanfield(new)
+        for i, why in bad.items():
+            freeze(i, why, new)
+        if hopping:  # Berry force at the velocity predicted with the gradient force
+            fssh.add_berry_force(self, new, new.momenta + 0.5 * dt * new.f_meanfield)
+        else:
+            self._update_fields(new)
+        act = np.flatnonzero(new.active)
+        with np.errstate(all="ignore"):
+            new.momenta[act] += 0.5 * dt * new.force[act]
+        for i in act[~np.isfinite(new.momenta[act]).all(axis=1)]:
+            freeze(i, "non-finite momentum after the second half kick", new)
+        if hopping:  # hops at t + dt, decoherence, then the fields (fssh_qc: X for the next step)
+            for i, why in fssh.after_kick(self, new, probs).items():
+                freeze(i, why, new)
+            self._update_fields(new)
+        return new
 
-    def _meanfield(self, s: Swarm) -> np.ndarray:
-        """-Tr(rho dH/dx) per active trajectory; surface hopping: -dE_a/dx (rho = P_a)."""
-        f = s.f_meanfield.copy()
+    def _electronic_step(self, s: Swarm, elec, act, ovl, rho) -> dict:
+        """rho over the step for the trajectories ``act`` (batched), written into ``rho``;
+        returns {position in act: reason} for those whose step failed or gave a non-finite /
+        non-normalised rho (rho not written for them)."""
+        e_old = np.stack([s.elec[i].energies for i in act])
+        e_new = np.stack([elec[i].energies for i in act])
+        s_ab = np.stack([ovl[i] for i in act])
+        extra = s.extra[act] if self._method.coupled else None
+
+        def one(sl):
+            u = unitarize(s_ab[sl])
+            x = extra[sl] if extra is not None else None
+            return liouville_step(s.rho[act[sl]], e_old[sl], e_new[sl], u, self.dt, self.n_substeps, x)
+
+        bad = {}
+        try:
+            with np.errstate(all="ignore"):
+                out = one(slice(None))
+        except TRAJECTORY_ERRORS:  # find the culprit(s) one by one
+            out = np.full((len(act),) + rho.shape[1:], np.nan, complex)
+            for k in range(len(act)):
+                try:
+                    with np.errstate(all="ignore"):
+                        out[k] = one(slice(k, k + 1))[0]
+                except TRAJECTORY_ERRORS as exc:
+                    bad[k] = f"electronic step: {_reason(exc)}"
+        tr = np.real(np.trace(out, axis1=1, axis2=2))
+        fine = np.isfinite(out).all(axis=(1, 2)) & (np.abs(tr - 1.0) < 1e-6)
+        for k in np.flatnonzero(~fine):
+            bad.setdefault(int(k), "electronic step: non-finite or non-normalised rho")
+        good = np.flatnonzero(fine)
+        rho[act[good]] = out[good]
+        return bad
+
+    def _meanfield(self, s: Swarm):
+        """Mean-field forces of the active trajectories (others keep theirs), and
+        {index: reason} for those whose force failed or is not finite."""
+        f, bad = s.f_meanfield.copy(), {}
         n = s.rho.shape[-1]
         for i in np.flatnonzero(s.active):
-            r = s.rho[i] if s.active_state is None else pure_state(n, int(s.active_state[i]))
-            f[i] = self.backend.force(s.elec[i], r)
-        return f
+            try:  # surface hopping: rho = P_a, the force is -dE_a/dx
+                r = s.rho[i] if s.active_state is None else pure_state(n, int(s.active_state[i]))
+                f[i] = self.backend.force(s.elec[i], r)
+            except TRAJECTORY_ERRORS as exc:
+                bad[i] = f"force: {_reason(exc)}"
+        ok = s.active.copy()
+        ok[list(bad)] = False
+        for i in _not_finite(ok, f):
+            bad[i] = "force: FloatingPointError: non-finite mean-field force"
+        return f, bad
 
     # ------------------------------------------------------------------ swarm fields
     def _update_fields(self, s: Swarm) -> None:
-        """Geometric / quantum-coupling forces and generator at the swarm's current time."""
+        """Geometric / quantum-coupling forces and generator at the swarm's current time.
+
+        Fields are estimated in the swarm's own coordinates (``coordinates.swarm_frame``:
+        Cartesians for a model swarm spread in every direction, else the mass-weighted
+        subspace of the swarm's internal spread) for all of this rank's trajectories at once,
+        and mapped back to Cartesians. A trajectory with fewer neighbours than the subspace
+        dimension, or whose estimate is not finite, gets zero fields for this step (an Ehrenfest
+        step) and is flagged in ``s.fields_fallback``.
+        """
+        s.fields_fallback = np.zeros(len(s.ids), bool)
         if not self._method.coupled:
             return
         g = self.gather(s)
         act_ids = [i for i in sorted(g) if g[i][3]]
-        pos = np.stack([g[i][0] for i in act_ids])
-        h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr)
-        w = fl.kernel_matrix(pos, h, self.cutoff)
-        dlnn = fl.grad_log_density(pos, w, h)
-        where = {tid: k for k, tid in enumerate(act_ids)}
-        inv_mass = 1.0 / self.masses
-        d = pos.shape[1]
-        quadratic = self._method.geometric
-
-        local = list(np.flatnonzero(s.active))
-        frames = self._frames(g, act_ids, w, [where[int(s.ids[i])] for i in local])
-
-        def rho_in_frame(a, nbrs):
-            own = g[act_ids[a]]
-            if len(nbrs) == 0:
-                return np.zeros((0,) + own[1].shape, complex), own[1]
-            others = [g[act_ids[b]] for b in nbrs]
-            u_ab = np.stack([frames[(a, b)] if a < b else frames[(b, a)].conj().T for b in nbrs])
-            out = to_frame(np.stack([o[1] for o in others]), u_ab), own[1]
-            if self.demodulate:  # and the slow parts (populations, slaved coherences)
-                out += to_frame(np.stack([o[4] for o in others]), u_ab), own[4]
-            return out
-
-        drho = np.zeros((len(local), d) + s.rho.shape[1:], complex)
-        d2rho = np.zeros_like(drho)
-        gm = np.zeros((len(local), d, d))
-        for n, i in enumerate(local):
-            a = where[int(s.ids[i])]
-            kappa = None
-            if self.demodulate:
-                kappa = fl.coherence_wavevector(s.elec[i].energies, s.momenta[i] / self.masses)
-            drho[n], d2rho[n] = fl.rho_derivatives(a, pos, w, h, rho_in_frame, self.ridge, quadratic, kappa)
-            gm[n] = fl.metric(s.rho[i], drho[n])
-        dg = np.zeros((len(local), d, d, d))
-        if self._method.geometric:
-            g_all = self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local)})
-            g_all = {k: v for part in g_all for k, v in part.items()}
-            g_arr = np.stack([g_all[t] for t in act_ids])
-            for n, i in enumerate(local):
-                dg[n] = fl.metric_gradient(where[int(s.ids[i])], pos, w, h, g_arr, self.ridge)
-        dl = np.stack([dlnn[where[int(s.ids[i])]] for i in local]) if local else np.zeros((0, d))
+        local = np.flatnonzero(s.active)
+        d, shape = self.masses.shape[0], s.rho.shape[1:]
         s.extra = np.zeros_like(s.rho)
-        if not self._method.hopping:
+        if not self._method.hopping:  # fssh_qc: X corrects the hop rate only; forces are fssh's
             s.f_geometric = np.zeros_like(s.positions)
             s.f_qc = np.zeros_like(s.positions)
-        if local:
+        if not act_ids:
+            return
+        pos = np.stack([g[i][0] for i in act_ids])
+        frame = swarm_frame(pos, self.masses, self._molecule)
+        c, p = frame.coords, frame.dim
+        where = {tid: k for k, tid in enumerate(act_ids)}
+        cent = np.array([where[int(s.ids[i])] for i in local], int)
+        n_loc, n_act = len(local), len(act_ids)
+        if p == 0:
+            s.fields_fallback[local] = True
+            return
+        if frame.kind == "cartesian":
+            h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr)
+        else:
+            h = fl.bandwidth(c, self.bandwidth_factor)
+        w = fl.kernel_matrix(c, h, self.cutoff)
+        ok_all = (w > 0).sum(axis=1) - 1 >= p  # enough neighbours for a first derivative
+        frames = self._frames(g, act_ids, w, ok_all, cent)
+        w = frames.pop("weights")  # pairs whose overlap failed removed
+        ok_all = (w > 0).sum(axis=1) - 1 >= p
+        ok = ok_all[cent]
+
+        # (centre, neighbour) pairs of the local centres, sorted by centre
+        wl = w[cent].copy()
+        wl[np.arange(n_loc), cent] = 0.0
+        wl[~ok] = 0.0
+        la, lb = np.nonzero(wl)
+        wp = wl[la, lb]
+        dx = c[lb] - c[cent[la]]  # (K, P)
+        u_ab = frames["lookup"](cent[la], lb)
+        rho_all = np.stack([g[t][1] for t in act_ids])
+        rho_c = rho_all[cent]
+        rho_nb = to_frame(rho_all[lb], u_ab)
+        slow_nb = slow_c = kappa = None
+        if self._demodulate:
+            slow_all = np.stack([g[t][4] for t in act_ids])
+            slow_c = slow_all[cent]
+            slow_nb = to_frame(slow_all[lb], u_ab)
+            energies = np.stack([s.elec[i].energies for i in local])
+            kappa = fl.coherence_wavevectors(energies, frame.velocity(s.momenta[local] / self.masses))
+        quadratic = self._method.geometric
+        drho_c, d2rho_c = fl.rho_derivatives_pairs(la, n_loc, dx, wp, h, rho_nb, rho_c, slow_nb, slow_c,
+                                                   kappa, quadratic, self.ridge)
+        dlnn_c = fl.grad_log_density_at(c, w[cent], h, cent)
+        drho = frame.first_to_cartesian(drho_c)
+        d2rho = frame.second_to_cartesian(d2rho_c)
+        dl = frame.first_to_cartesian(dlnn_c)
+        gm = fl.metrics(s.rho[local], drho)
+        bad = ~ok | ~np.isfinite(drho).all(axis=(1, 2, 3)) | ~np.isfinite(d2rho).all(axis=(1, 2, 3)) \
+            | ~np.isfinite(dl).all(axis=1) | ~np.isfinite(gm).all(axis=(1, 2))
+        dg = np.zeros((n_loc, d, d, d))
+        inv_mass = 1.0 / self.masses
+        if self._method.geometric:
+            g_all = self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local) if not bad[n]})
+            g_all = {k: v for part in g_all for k, v in part.items()}
+            have = np.array([t in g_all for t in act_ids])[lb]
+            g_arr = np.stack([g_all.get(t, np.zeros((d, d))) for t in act_ids])
+            dg_c, _ = fl.local_fit_pairs(la[have], n_loc, dx[have], g_arr[lb[have]] - gm[la[have]], wp[have],
+                                         h, False, self.ridge)
+            dg = frame.first_to_cartesian(dg_c)
+            bad |= ~np.isfinite(dg).all(axis=(1, 2, 3))
+        fq = None
+        if self.quantum_force:
+            dlnn_all = fl.grad_log_density_at(c, w, h, np.arange(n_act))
+            fq_c = fl.quantum_force_pairs(la, n_loc, dx, wp, h, dlnn_c, dlnn_all[lb],
+                                          frame.inverse_metric(inv_mass), self.ridge)
+            fq = frame.first_to_cartesian(fq_c)
+            bad |= ~np.isfinite(fq).all(axis=1)
+        for arr in (drho, d2rho, dl, gm, dg) + ((fq,) if fq is not None else ()):
+            arr[bad] = 0.0
+        s.fields_fallback[local] = bad
+        if n_loc:
             s.extra[local] = extra_generator(self._method, inv_mass, dl, drho, d2rho)
-            if self._method.hopping:  # fssh_qc: X corrects the hop rate only; forces are fssh's
+            if self._method.hopping:
                 return
             s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
-            if self.quantum_force:
-                for i in local:
-                    s.f_qc[i] += fl.quantum_force(where[int(s.ids[i])], pos, w, h, dlnn, inv_mass,
-                                                  self.ridge)
+            if fq is not None:
+                s.f_qc[local] += fq
 
-    def _frames(self, g, act_ids, w, mine) -> dict:
-        """{(a, b): polar(<u(a)|u(b)>)} for every neighbour pair a < b (indices into ``act_ids``)
-        that touches a trajectory of this rank. Each pair is computed once, by the rank that owns
-        a, batched over a's neighbours b > a, and shared: the other member uses polar(S)^+ =
-        polar(S^+). The same calls on any number of ranks, so results do not depend on it."""
-        frames = {}
+    def _frames(self, g, act_ids, w, ok, mine) -> dict:
+        """polar(<u(a)|u(b)>) for every neighbour pair a < b (indices into ``act_ids``) that
+        touches a trajectory of this rank and that a centre with enough neighbours needs
+        (``ok``). Each pair is computed once, by the rank that owns a, batched over a's
+        neighbours b > a, and shared: the other member uses polar(S)^+ = polar(S^+). The same
+        calls on any number of ranks, so results do not depend on it. A pair whose overlap
+        fails (or is not finite) is dropped from the neighbours of both.
+
+        Returns {"weights": w without failed pairs, "lookup": f(a, b) -> (K, N, N) U_ab}.
+        """
+        pa, pb, us, failed = [], [], [], []
+        pair_overlaps = getattr(self.backend, "overlap_pairs", None)
+        polar = (lambda x: x) if getattr(self.backend, "unitary_overlaps", False) else unitarize
+        if pair_overlaps is not None and len(mine):
+            need = np.zeros(w.shape, bool)
+            need[mine] = True
+            need &= (w > 0) & np.triu(np.ones(w.shape, bool), 1) & (ok[:, None] | ok[None, :])
+            ia, ib = np.nonzero(need)
+            try:
+                u = polar(pair_overlaps([g[t][2] for t in act_ids], ia, ib))
+            except TRAJECTORY_ERRORS:
+                u = np.full((len(ia),) + g[act_ids[0]][1].shape, np.nan, complex)
+            fin = np.isfinite(u).all(axis=(1, 2))
+            pa, pb, us = list(ia[fin]), list(ib[fin]), [u[fin]]
+            failed = list(zip(ia[~fin].tolist(), ib[~fin].tolist()))
+            mine = []
         for a in mine:
-            nbrs = [b for b in np.flatnonzero(w[a]) if b > a]
-            if nbrs:
-                u = unitarize(overlaps(self.backend, g[act_ids[a]][2], [g[act_ids[b]][2] for b in nbrs]))
-                frames.update(((a, int(b)), ub) for b, ub in zip(nbrs, u))
-        if getattr(self.comm, "size", 1) > 1:
-            for part in self.comm.allgather(frames):
-                frames.update(part)
-        return frames
+            nbrs = [int(b) for b in np.flatnonzero(w[a]) if b > a and (ok[a] or ok[b])]
+            if not nbrs:
+                continue
+            try:
+                u = polar(overlaps(self.backend, g[act_ids[a]][2], [g[act_ids[b]][2] for b in nbrs]))
+            except TRAJECTORY_ERRORS:
+                u = np.full((len(nbrs),) + g[act_ids[a]][1].shape, np.nan, complex)
+            fin = np.isfinite(u).all(axis=(1, 2))
+            pa += [a] * int(fin.sum())
+            pb += [b for b, f in zip(nbrs, fin) if f]
+            us.append(u[fin])
+            failed += [(a, b) for b, f in zip(nbrs, fin) if not f]
+        n = g[act_ids[0]][1].shape[-1]
+        part = (np.array(pa, int), np.array(pb, int),
+                np.concatenate(us) if us else np.zeros((0, n, n), complex), failed)
+        parts = self.comm.allgather(part) if getattr(self.comm, "size", 1) > 1 else [part]
+        pa = np.concatenate([q[0] for q in parts])
+        pb = np.concatenate([q[1] for q in parts])
+        u_all = np.concatenate([q[2] for q in parts])
+        w = w.copy()
+        for q in parts:
+            for a, b in q[3]:
+                w[a, b] = w[b, a] = 0.0
+        index = np.full(w.shape, -1, int)
+        index[pa, pb] = np.arange(len(pa))
+
+        def lookup(a, b):
+            lo, hi = np.minimum(a, b), np.maximum(a, b)
+            u = u_all[index[lo, hi]]
+            flip = a > b
+            u[flip] = np.swapaxes(u[flip].conj(), -1, -2)
+            return u
+
+        return {"weights": w, "lookup": lookup}
 
     def gather(self, s: Swarm) -> dict:
         """{trajectory id: (position, rho, electronic data, active, slow part of rho or None)}
         over all ranks; the electronic data reduced to what overlaps need
         (``ElectronicData.for_overlaps``); the slow part (``fields.slow_part``) with
         ``demodulate``."""
-        def slow(i):
-            e = s.elec[i]
-            return fl.slow_part(s.rho[i], e.energies, s.momenta[i] / self.masses, e.dhdx) \
-                if self.demodulate else None
-
-        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i].for_overlaps(), bool(s.active[i]), slow(i))
+        slow = [None] * len(s.ids)
+        if self._demodulate and len(s.ids):
+            dh = [e.dhdx for e in s.elec]
+            slow = fl.slow_parts(s.rho, np.stack([e.energies for e in s.elec]), s.momenta / self.masses,
+                                 None if any(x is None for x in dh) else np.stack(dh))
+        mine = {int(t): (s.positions[i], s.rho[i], s.elec[i].for_overlaps(), bool(s.active[i]), slow[i])
                 for i, t in enumerate(s.ids)}
         out = {}
         for part in self.comm.allgather(mine):
             out.update(part)
         return out
+
+
+def _reason(exc: Exception) -> str:
+    """One line: the message of our own errors, type and message of numerical ones."""
+    msg = " ".join(str(exc).split())
+    return msg if isinstance(exc, QhdError) else f"{type(exc).__name__}: {msg}"
+
+
+def _not_finite(mask: np.ndarray, values) -> np.ndarray:
+    """Indices i with mask[i] whose values[i] (equal-shaped arrays) hold a NaN or infinity."""
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return idx
+    v = np.stack([np.asarray(values[i]) for i in idx])
+    return idx[~np.isfinite(v).reshape(len(idx), -1).all(axis=1)]

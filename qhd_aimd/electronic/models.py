@@ -280,5 +280,14 @@ class ModelBackend:
         """Batched ``overlap`` of a with every element of ``others``: (K, N, N)."""
         return np.einsum("an,kam->knm", a.handle.conj(), np.stack([b.handle for b in others]))
 
+    #: overlaps between any two geometries are exactly unitary (complete common diabatic
+    #: basis): the swarm fields skip their polar factorisation
+    unitary_overlaps = True
+
+    def overlap_pairs(self, elec: list, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Batched ``overlap`` for index pairs: (K, N, N) <u(elec[a_k])|u(elec[b_k])>."""
+        h = np.stack([e.handle for e in elec])
+        return np.einsum("kan,kam->knm", h[a].conj(), h[b])
+
     def force(self, data: ElectronicData, rho: np.ndarray) -> np.ndarray:
         return meanfield_force(data.dhdx, rho)

@@ -166,11 +166,14 @@ def _cached_mol(symbols, coords_bytes, basis, charge, spin) -> gto.Mole:
 
 def build_mol(symbols, positions_bohr, basis, charge=0, spin=0) -> gto.Mole:
     """PySCF ``Mole`` (no symmetry, silent) at ``positions_bohr`` (D,) in bohr."""
+    from qhd_aimd.atoms import check_charge_spin, element_of
+
     xyz = np.asarray(positions_bohr, float).reshape(-1, 3)
     if len(symbols) != xyz.shape[0]:
         raise ConfigError(f"{len(symbols)} atoms but {xyz.shape[0]} coordinate triples")
+    check_charge_spin(symbols, charge, spin)  # a ConfigError naming the key, not PySCF's error
     mol = gto.Mole()
-    mol.atom = [(s, tuple(r)) for s, r in zip(symbols, xyz)]
+    mol.atom = [(element_of(s), tuple(r)) for s, r in zip(symbols, xyz)]  # D, T -> H
     mol.unit = "Bohr"
     mol.basis = basis
     mol.charge = charge
@@ -770,6 +773,8 @@ class CasscfBackend:
     active_overlap_min : float, threshold of the switch test (ethylene SA2-CAS(2,2), 0.25 fs
         steps: >= 0.996 on smooth steps, 0.97-0.99 just before a switch, 0.64-0.96 at switches;
         docs/validation/ethylene_s1.md)
+    masses_amu : (natm,) float or None, nuclear masses (``molecule.masses_amu``); None: the
+        symbol's isotope (D, T) or the most abundant one (``qhd_aimd.atoms.masses_amu``)
     """
 
     symbols: Sequence[str]
@@ -796,6 +801,7 @@ class CasscfBackend:
     derivative_integrals_max_mb: float = 1000.0
     active_switch: str = "continue"
     active_overlap_min: float = 0.98
+    masses_amu: Optional[Sequence[float]] = None
     masses: np.ndarray = field(init=False, repr=False)
     labels: list = field(init=False, repr=False)
 
@@ -810,10 +816,12 @@ class CasscfBackend:
         self.weights = tuple(float(w) for w in self.weights)
         if len(self.weights) != self.n_states:
             raise ConfigError("weights must have n_states entries")
-        # probe molecule: masses (most abundant isotope, amu -> m_e), labels, electron count
+        # probe molecule: masses (isotopes: qhd_aimd.atoms, amu -> m_e), labels, electron count
+        from qhd_aimd.atoms import check_charge_spin, masses_amu
+        check_charge_spin(self.symbols, self.charge, self.spin, self.nelecas)
         probe = build_mol(self.symbols, np.arange(3 * len(self.symbols), dtype=float) * 1.7,
                           self.basis, self.charge, self.spin)
-        self.masses = np.repeat(atom_masses_amu(probe) * AMU_ME, 3)
+        self.masses = np.repeat(masses_amu(self.symbols, self.masses_amu) * AMU_ME, 3)
         counts: dict[str, int] = {}
         labels = []
         for s in self.symbols:
@@ -848,7 +856,7 @@ class CasscfBackend:
             n_states=el.n_states, charge=mol.charge, spin=mol.spin, weights=el.weights,
             density_fit=el.density_fit, conv_tol=el.conv_tol, conv_tol_grad=el.conv_tol_grad,
             max_cycle=el.max_cycle, force_mode=el.force, active_switch=el.active_switch,
-            active_overlap_min=el.active_overlap_min,
+            active_overlap_min=el.active_overlap_min, masses_amu=mol.masses_amu,
         )
         kw.update(overrides)
         return cls(symbols=symbols, **kw)

@@ -7,6 +7,8 @@ inside; cm^-1 only in the file attribute ``frequencies_cm1``.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import h5py
@@ -50,63 +52,32 @@ def write_xyz(path, symbols, positions_bohr, comment=""):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _mol(symbols, positions_bohr, basis, charge, spin):
-    from qhd_aimd.electronic.pyscf_casscf import build_mol
-    return build_mol(symbols, positions_bohr, basis, charge, spin)
+def optimize(symbols, positions_bohr, basis="6-31g*", charge=0, spin=0, maxsteps=100,
+             log_path=None):
+    """Ground-state minimum (RHF, UHF for open shells; geomeTRIC); see ``modes.optimize``."""
+    from qhd_aimd.prepare import modes as nm
+    return nm.optimize(symbols, positions_bohr, basis, charge, spin, maxsteps, log_path)
 
 
-def optimize(symbols, positions_bohr, basis="6-31g*", charge=0, spin=0, maxsteps=100):
-    """Ground-state geometry optimisation with geomeTRIC at the RHF (ROHF if spin) level.
-
-    RHF/basis is used on purpose: cheap, and the Wigner distribution only needs a reasonable
-    ground-state minimum and Hessian (documented choice). Returns positions (D,) bohr.
-    """
-    from pyscf import scf
-    from pyscf.geomopt.geometric_solver import optimize as geometric_optimize
-    mol = _mol(symbols, positions_bohr, basis, charge, spin)
-    mf = scf.RHF(mol) if spin == 0 else scf.ROHF(mol)
-    mf.verbose = 0
-    mol_eq = geometric_optimize(mf, maxsteps=maxsteps)
-    return np.asarray(mol_eq.atom_coords(unit="Bohr"), float).ravel()
-
-
-def normal_modes(symbols, positions_bohr, basis="6-31g*", charge=0, spin=0):
-    """Harmonic analysis at the RHF level.
+def normal_modes(symbols, positions_bohr, basis="6-31g*", charge=0, spin=0, masses_amu=None):
+    """Harmonic analysis at the RHF (UHF) level, translations and rotations projected out.
 
     Returns
     -------
-    freqs : (M,) hartree (angular frequencies omega, real modes only, translations/rotations
-        dropped)
+    freqs : (M,) hartree, signed angular frequencies (negative = imaginary), M = 3N-6 (3N-5
+        linear)
     modes : (M, D) Cartesian displacement vectors L such that x = x0 + sum_i q_i L_i with q_i
         the mass-weighted normal coordinate in m_e^{1/2} bohr (columns of M^{-1/2} U, U the
-        orthonormal eigenvectors of the mass-weighted Hessian)
-    masses : (D,) m_e
+        orthonormal eigenvectors of the projected mass-weighted Hessian)
+    masses : (D,) m_e (``masses_amu`` per atom, else ``qhd_aimd.atoms.masses_amu``)
     """
-    from pyscf import scf
-    from pyscf.hessian import thermo
-    from qhd_aimd.electronic.pyscf_casscf import atom_masses_amu
+    from qhd_aimd.atoms import masses_amu as atom_masses
+    from qhd_aimd.prepare import modes as nm
     from qhd_aimd.units import AMU_ME
-    mol = _mol(symbols, positions_bohr, basis, charge, spin)
-    mf = scf.RHF(mol) if spin == 0 else scf.ROHF(mol)
-    mf.verbose = 0
-    mf.kernel()
-    hess = mf.Hessian().kernel()  # (natm, natm, 3, 3) hartree/bohr^2
-    m_amu = atom_masses_amu(mol)
-    res = thermo.harmonic_analysis(mol, hess, exclude_trans=True, exclude_rot=True,
-                                   imaginary_freq=False, mass=m_amu)
-    # Do it again ourselves in atomic units for exact control of the normalisation:
-    natm = mol.natm
-    masses = np.repeat(m_amu * AMU_ME, 3)
-    h = hess.transpose(0, 2, 1, 3).reshape(3 * natm, 3 * natm)
-    hm = h / np.sqrt(np.outer(masses, masses))
-    w2, u = np.linalg.eigh(0.5 * (hm + hm.T))
-    n_tr = 3 * natm - len(res["freq_au"])  # translations + rotations dropped by pyscf (5 or 6)
-    order = np.argsort(w2)[n_tr:]
-    if np.any(w2[order] <= 0):
-        raise ConfigError("imaginary vibrational frequency: the geometry is not a minimum")
-    freqs = np.sqrt(w2[order])
-    modes = (u[:, order] / np.sqrt(masses)[:, None]).T
-    return freqs, modes, masses
+    m_amu = atom_masses(symbols, masses_amu)
+    hess = nm.hessian(symbols, positions_bohr, basis, charge, spin)
+    freqs, modes = nm.harmonic_modes(symbols, positions_bohr, hess, m_amu)
+    return freqs, modes, np.repeat(m_amu * AMU_ME, 3)
 
 
 def wigner_sample(freqs_au, modes, masses, n, temperature_K=0.0, seed=1, x0=None):
@@ -146,7 +117,8 @@ def wigner_sample(freqs_au, modes, masses, n, temperature_K=0.0, seed=1, x0=None
 
 def brightest_state(backend, data, window_eV):
     """Index (>= 1) of the state with the largest oscillator strength from state 0 among those
-    whose excitation energy lies in ``window_eV`` (lo, hi); f = 2/3 dE |<0|mu|n>|^2."""
+    whose excitation energy lies in ``window_eV`` (lo, hi); f = 2/3 dE |<0|mu|n>|^2. None when
+    no state lies in the window."""
     from pyscf.fci import direct_spin1
     h = data.handle
     mol = h.mol()
@@ -164,44 +136,137 @@ def brightest_state(backend, data, window_eV):
         f = 2.0 / 3.0 * (e[n] - e[0]) * float(mu @ mu)
         if f > fbest:
             best, fbest = n, f
-    if best is None:
-        raise ConfigError(f"initial.state_window_eV {tuple(window_eV)}: no state in the window "
-                          f"(excitation energies {(e[1:] - e[0]) * HARTREE_EV} eV)")
     return best
 
 
+def _say(msg: str) -> None:
+    print(f"[qhd-aimd prepare] {msg}", file=sys.stderr, flush=True)
+
+
+def select_samples(backend, pos, mom, n, state, window_eV=None, say=_say):
+    """Electronic structure at every Wigner sample (cold start, as ``run`` does at t = 0) and
+    the initial state of each.
+
+    Without a window every one of the first ``n`` candidates is kept with ``state``. With
+    ``window_eV`` the candidates are taken in order and each gets the brightest state whose
+    excitation energy *at that sample* lies in the window; candidates with no state in the
+    window (or whose SA-CASSCF fails) are rejected, until ``n`` are accepted (rejection
+    sampling: trajectory i is the i-th accepted candidate, independent of ``n`` and of ranks).
+
+    Returns dict: indices (n,) of the accepted candidates, states (n,), energies (n, N)
+    hartree, n_outside (candidates rejected for the window), n_failed (SA-CASSCF failed).
+    """
+    from qhd_aimd.errors import QhdError
+    idx, states, energies = [], [], []
+    n_out = n_fail = 0
+    for k in range(len(pos)):
+        if len(idx) == n:
+            break
+        try:
+            data = backend.compute(pos[k])
+        except QhdError as exc:
+            if window_eV is None:
+                raise QhdError(f"Wigner sample {k}: electronic structure failed: {exc}") from exc
+            n_fail += 1
+            say(f"candidate {k}: SA-CASSCF failed ({exc}); rejected")
+            continue
+        s = state if window_eV is None else brightest_state(backend, data, window_eV)
+        if s is None:
+            n_out += 1
+            continue
+        idx.append(k)
+        states.append(s)
+        energies.append(data.energies)
+    if len(idx) < n:
+        raise ConfigError(
+            f"initial.state_window_eV {tuple(window_eV)}: only {len(idx)} of {len(pos)} Wigner "
+            f"samples have a state in the window ({n_out} outside, {n_fail} failed); widen the "
+            f"window or raise initial.max_candidates")
+    return {"indices": np.asarray(idx, int), "states": np.asarray(states, int),
+            "energies": np.asarray(energies, float), "n_outside": n_out, "n_failed": n_fail}
+
+
 def prepare_molecule(cfg, out_dir, optimize_geometry=True) -> Path:
-    """Optimise, sample and pick the initial state; write ``out_dir/initial_conditions.h5``."""
+    """Optimise, sample and pick the initial state; write ``out_dir/initial_conditions.h5``.
+
+    Steps: geometry optimisation (RHF/UHF, geomeTRIC; its log goes to
+    ``out_dir/geometric.log``; not converged -> ``ConvergenceError``); normal modes with rigid
+    motions projected out (``modes``); imaginary modes -> error unless
+    ``initial.imaginary_modes: skip``; modes below ``initial.soft_mode_cm1`` frozen; Wigner
+    sampling of the other modes; SA-CASSCF at the minimum and at every sample (energy above
+    the minimum, initial state per sample, ``initial.state_window_eV`` applied per sample).
+    """
+    from qhd_aimd.atoms import check_charge_spin
     from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.prepare import modes as nm
     mol_spec, el = cfg.system.molecule, cfg.system.electronic
     ini = cfg.initial
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     symbols, x = read_xyz(mol_spec.xyz)
+    check_charge_spin(symbols, mol_spec.charge, mol_spec.spin, el.active_space[0])
+    if mol_spec.masses_amu is not None and len(mol_spec.masses_amu) != len(symbols):
+        raise ConfigError(f"molecule.masses_amu: {len(mol_spec.masses_amu)} masses for "
+                          f"{len(symbols)} atoms in {mol_spec.xyz}")
+    level = nm.scf_label(mol_spec.spin, el.basis)
     if optimize_geometry:
-        x = optimize(symbols, x, el.basis, mol_spec.charge, mol_spec.spin)
-    freqs, modes, masses = normal_modes(symbols, x, el.basis, mol_spec.charge, mol_spec.spin)
-    pos, mom = wigner_sample(freqs, modes, masses, ini.n_trajectories, ini.temperature_K,
+        x = optimize(symbols, x, el.basis, mol_spec.charge, mol_spec.spin,
+                     log_path=out_dir / "geometric.log")
+    freqs, modes, masses = normal_modes(symbols, x, el.basis, mol_spec.charge, mol_spec.spin,
+                                        mol_spec.masses_amu)
+    sampled, status = nm.select_modes(symbols, freqs, modes, ini.imaginary_modes,
+                                      ini.soft_mode_cm1, level)
+    cm1 = freqs * HARTREE_CM1
+    for k in np.flatnonzero(~sampled):
+        _say(f"mode {k} ({abs(cm1[k]):.1f}{'i' if cm1[k] < 0 else ''} cm^-1, {status[k]}) not "
+             f"sampled: no displacement or momentum along it")
+    n = ini.n_trajectories
+    n_cand = n if ini.state_window_eV is None else (ini.max_candidates or 10 * n)
+    pos, mom = wigner_sample(freqs[sampled], modes[sampled], masses, n_cand, ini.temperature_K,
                              ini.seed, x0=x)
+    backend = CasscfBackend.from_config(cfg.system, symbols)
+    e_min = backend.compute(x).energies
+    sel = select_samples(backend, pos, mom, n, ini.state, ini.state_window_eV)
+    e_above = sel["energies"][:, 0] - e_min[0]
+    zpe = 0.5 * float(freqs[sampled].sum())
     if ini.state_window_eV is not None:
-        backend = CasscfBackend.from_config(cfg.system, symbols)
-        state = brightest_state(backend, backend.compute(x), ini.state_window_eV)
-    else:
-        state = ini.state
+        _say(f"state_window_eV {tuple(ini.state_window_eV)}: {sel['n_outside']} of "
+             f"{sel['n_outside'] + sel['n_failed'] + n} samples had no state in the window "
+             f"(rejected), {sel['n_failed']} failed; initial states "
+             f"{dict(zip(*np.unique(sel['states'], return_counts=True)))}")
+    _say(f"ground-state energy above the minimum: mean {e_above.mean() * HARTREE_EV:.3f} eV, "
+         f"max {e_above.max() * HARTREE_EV:.3f} eV (harmonic expectation at 0 K: ZPE/2 = "
+         f"{0.5 * zpe * HARTREE_EV:.3f} eV)")
     path = out_dir / "initial_conditions.h5"
-    with h5py.File(path, "w") as f:
-        f["positions_bohr"] = pos
-        f["momenta_au"] = mom
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f["positions_bohr"] = pos[sel["indices"]]
+        f["momenta_au"] = mom[sel["indices"]]
         f["masses_au"] = masses
-        f["states"] = np.full(ini.n_trajectories, state, dtype=int)
+        f["states"] = sel["states"]
         f["equilibrium_positions_bohr"] = x
         f["frequencies_au"] = freqs
         f["normal_modes"] = modes
+        f["mode_sampled"] = sampled
+        f["candidate_index"] = sel["indices"]
+        f["energies_hartree"] = sel["energies"]
+        f["energy_above_minimum_hartree"] = e_above
+        f["minimum_energies_hartree"] = e_min
         f.attrs["symbols"] = list(symbols)
-        f.attrs["frequencies_cm1"] = freqs * HARTREE_CM1
+        f.attrs["frequencies_cm1"] = cm1
+        f.attrs["mode_status"] = [str(v) for v in status]
+        f.attrs["soft_mode_cm1"] = ini.soft_mode_cm1
+        f.attrs["imaginary_modes"] = ini.imaginary_modes
         f.attrs["temperature_K"] = ini.temperature_K
         f.attrs["seed"] = ini.seed
-        f.attrs["basis_for_modes"] = f"RHF/{el.basis}"
+        f.attrs["basis_for_modes"] = level
+        f.attrs["zero_point_energy_hartree"] = zpe
+        f.attrs["n_outside_window"] = sel["n_outside"]
+        f.attrs["n_failed_samples"] = sel["n_failed"]
+        f.attrs["n_candidates"] = int(sel["n_outside"] + sel["n_failed"] + n)
+        if ini.state_window_eV is not None:
+            f.attrs["state_window_eV"] = list(ini.state_window_eV)
+    os.replace(tmp, path)
     return path
 
 
@@ -211,4 +276,5 @@ def load_initial_conditions(path) -> dict:
         out = {k: f[k][()] for k in f.keys()}
         out["symbols"] = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["symbols"]]
         out["frequencies_cm1"] = np.asarray(f.attrs["frequencies_cm1"])
+        out["attrs"] = dict(f.attrs)
     return out

@@ -382,7 +382,20 @@ def _summary(run: Run) -> dict:
         "mean_drift_mEh": float(1e3 * (o["e_tot"][-1] - o["e_tot"][0])),
         "purity_error": float(np.max(o["purity_max_error"])),
         "ranks": run.run_attrs.get("n_ranks", "?"), "version": run.run_attrs.get("version", "?"),
+        **_switch_summary(run),
     }
+
+
+def _switch_summary(run: Run) -> dict:
+    """Active-space switches (discontinuous SA-CASSCF potentials): total, trajectories hit, and
+    per trajectory the count and times (fs) with the e_tot jump (mEh)."""
+    ev = np.asarray(run.obs.get("active_switch_events", np.zeros((0, 5)))).reshape(-1, 5)
+    per = {}
+    for tid, _, t_fs, _, jump in ev:
+        per.setdefault(int(tid), []).append(f"{t_fs:.2f} fs ({jump:+.1f} mEh)")
+    return {"n_switches": len(ev), "n_switch_traj": len(per),
+            "switches": [{"id": k, "count": len(v), "times": ", ".join(v)}
+                         for k, v in sorted(per.items())]}
 
 
 def _scattering(sec: Section) -> list[dict]:

@@ -5,6 +5,7 @@ Every rank owns the trajectories ``local_ids(T, rank, size)``; rank 0 alone writ
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,8 @@ from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.integrator import Propagator, Swarm
 from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
-from qhd_aimd.io.trajectories import FORMAT, RunStore, frame_from_parts, local_frame
+from qhd_aimd.io.trajectories import (FORMAT, RunStore, frame_from_parts, local_frame,
+                                      warn_active_switch)
 from qhd_aimd.swarm.comm import get_comm, local_ids
 
 _SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
@@ -63,11 +65,15 @@ def _unpack(state: dict, ids: list[int]) -> Swarm:
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
 
-def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, progress: bool = True) -> Path | None:
+def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, progress: bool = True,
+              stale: str = "error") -> Path | None:
     """Propagate the study's swarm; returns the path of trajectories.h5 on rank 0 (None elsewhere).
 
-    With ``restart`` the run continues from ``out_dir/run/checkpoint.pkl`` when present (and
-    starts from scratch when absent); without it an existing checkpoint is an error.
+    With ``restart`` the run continues from ``out_dir/run/checkpoint.h5`` when present (and
+    starts from scratch when absent; ``RunStore.restart_state`` verifies checkpoints and
+    segments); without it an existing checkpoint is an error. A checkpoint written with another
+    config or other initial conditions is an error, or with ``stale="archive"`` the old ``run/``
+    is moved to ``run.stale-<k>/`` and the run starts again (the workflow's choice).
     """
     el = cfg.system.electronic
     if cfg.system.molecule is not None and el is not None and el.density_fit:
@@ -89,29 +95,28 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
                       hopping=HoppingOptions.from_config(cfg.hopping), seed=cfg.initial.seed)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
+    meta = {"config": cfg_yaml, "inputs": _inputs_digest(ic, backend) if store is not None else ""}
 
-    state = store.load_checkpoint() if (store is not None and restart) else None
-    if store is not None and not restart and store.checkpoint_path.exists():
-        state = {"error": f"{store.checkpoint_path} exists: pass --restart to continue it, or use a new --out"}
+    state = _restart_state(store, restart, meta, stale) if store is not None else None
     state = comm.bcast(state, root=0)
     if state is not None and "error" in state:
         raise QhdError(state["error"])
+    n_steps, every = cfg.dynamics.n_steps, cfg.output.checkpoint_every
     if state is not None:
-        if state["config"] != cfg_yaml:
-            raise QhdError("the checkpoint was written with a different config; refusing to restart")
+        for start, last in state.get("repairs", []):  # damaged/missing older segments
+            _repair(start, last, prop, comm, store, ic, ids, n_steps, every, meta)
         swarm = _unpack(state, ids)
     else:
         swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
         _record(swarm, prop, comm, store)
-        _checkpoint(swarm, comm, store, cfg_yaml)
+        _checkpoint(swarm, comm, store, meta)
 
-    n_steps, every = cfg.dynamics.n_steps, cfg.output.checkpoint_every
     clock = _Progress(n_steps, swarm.step, enabled=progress and comm.rank == 0)
     while swarm.step < n_steps:
         swarm = prop.step(swarm)
         _record(swarm, prop, comm, store)
         if swarm.step % every == 0 or swarm.step == n_steps:
-            _checkpoint(swarm, comm, store, cfg_yaml)
+            _checkpoint(swarm, comm, store, meta)
         clock.tick(swarm.step)
 
     failures = {}
@@ -129,10 +134,29 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
 def _record(swarm, prop, comm, store):
     parts = comm.gather(local_frame(swarm, prop.masses), root=0)
     if store is not None:
-        store.add(frame_from_parts(parts, swarm.step, swarm.time_au))
+        frame = frame_from_parts(parts, swarm.step, swarm.time_au)
+        store.add(frame)
+        warn_active_switch(frame)
 
 
-def _checkpoint(swarm, comm, store, cfg_yaml):
+def _repair(start, last, prop, comm, store, ic, ids, n_steps, every, meta):
+    """Recompute the frames after ``start`` (a checkpoint state; None: t = 0) up to step
+    ``last`` and write their segments (not the checkpoint): the same calls as the original
+    run, so the segments are bit-identical to the lost ones."""
+    if start is None:
+        swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
+        _record(swarm, prop, comm, store)
+        _checkpoint(swarm, comm, store, meta, segment_only=True)
+    else:
+        swarm = _unpack(start, ids)
+    while swarm.step < last:
+        swarm = prop.step(swarm)
+        _record(swarm, prop, comm, store)
+        if swarm.step % every == 0 or swarm.step == n_steps:
+            _checkpoint(swarm, comm, store, meta, segment_only=True)
+
+
+def _checkpoint(swarm, comm, store, meta, segment_only=False):
     parts = comm.gather((_pack(swarm), swarm.failures), root=0)
     if store is None:
         return
@@ -141,7 +165,45 @@ def _checkpoint(swarm, comm, store, cfg_yaml):
         per.update(p)
         failures.update(f)
     store.checkpoint({"step": swarm.step, "time_au": swarm.time_au, "trajectories": per,
-                      "failures": failures, "config": cfg_yaml})
+                      "failures": failures, **meta}, segment_only=segment_only)
+
+
+def _inputs_digest(ic: dict, backend) -> str:
+    """sha256 of the initial conditions and masses the run starts from (a checkpoint written
+    from other ones, e.g. after the molecule's xyz changed, must not be continued)."""
+    h = hashlib.sha256()
+    for key in ("positions", "momenta", "states"):
+        h.update(np.ascontiguousarray(ic[key], dtype=float).tobytes())
+    h.update(np.ascontiguousarray(backend.masses, dtype=float).tobytes())
+    h.update(repr(ic.get("symbols")).encode())
+    return h.hexdigest()
+
+
+def _restart_state(store, restart, meta, stale) -> dict | None:
+    """Rank 0: the checkpoint state to continue from, None (fresh start) or {"error": why}."""
+    try:
+        if not restart:
+            if store.has_checkpoint():
+                return {"error": f"{store.checkpoint_path} exists: pass --restart to continue it, "
+                                 f"or use a new --out"}
+            return None
+        state = store.restart_state()
+    except QhdError as exc:
+        return {"error": str(exc)}
+    if state is None:
+        return None
+    changed = [what for what, key in (("config", "config"), ("initial conditions", "inputs"))
+               if state.get(key) != meta[key]]
+    if not changed:
+        return state
+    if stale == "archive":
+        dest = store.archive()
+        print(f"[qhd-aimd run] the checkpoint was written with a different "
+              f"{' and '.join(changed)}: old run moved to {dest}, starting again",
+              file=sys.stderr, flush=True)
+        return None
+    return {"error": f"the checkpoint was written with a different {' and '.join(changed)}; "
+                     f"refusing to restart (use a new --out, or --stale-checkpoint archive)"}
 
 
 class _Progress:

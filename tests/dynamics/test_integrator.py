@@ -151,19 +151,31 @@ def test_geometric_methods_with_exact_fields_keep_berry_passage_adiabatic(method
         v = backend.compute(np.asarray(x, float)).handle[:, 0]
         return np.outer(v, v.conj())
 
-    def exact_derivatives(a, positions, *args, **kwargs):
-        x = positions[a]
-        vecs = backend.compute(x).handle  # same phases as the trajectory's own basis
-        d1, d2 = [], []
-        for j in range(len(x)):
-            e = np.zeros(len(x))
-            e[j] = 1e-4
-            pp, p0, pm = proj(x + e), proj(x), proj(x - e)
-            d1.append(vecs.conj().T @ (pp - pm) @ vecs / 2e-4)
-            d2.append(vecs.conj().T @ (pp - 2 * p0 + pm) @ vecs / 1e-8)
-        return np.array(d1), np.array(d2)
+    now = {}
 
-    monkeypatch.setattr(fl, "rho_derivatives", exact_derivatives)
+    def exact_derivatives(*args, **kwargs):  # every trajectory active: local = all, in order
+        out1, out2 = [], []
+        for x in now["x"]:
+            vecs = backend.compute(x).handle  # same phases as the trajectory's own basis
+            d1, d2 = [], []
+            for j in range(len(x)):
+                e = np.zeros(len(x))
+                e[j] = 1e-4
+                pp, p0, pm = proj(x + e), proj(x), proj(x - e)
+                d1.append(vecs.conj().T @ (pp - pm) @ vecs / 2e-4)
+                d2.append(vecs.conj().T @ (pp - 2 * p0 + pm) @ vecs / 1e-8)
+            out1.append(d1)
+            out2.append(d2)
+        return np.array(out1), np.array(out2)
+
+    update = Propagator._update_fields
+
+    def tracked(self, s):
+        now["x"] = s.positions
+        update(self, s)
+
+    monkeypatch.setattr(fl, "rho_derivatives_pairs", exact_derivatives)
+    monkeypatch.setattr(Propagator, "_update_fields", tracked)
     pos, mom = sample_wavepacket([-5.0, 0.0], [20.0, 0.0], 1.0, 20, 1)
     prop = Propagator(backend, method, 2.5, 10)
     s = prop.initialize(np.arange(20), pos, mom, np.zeros(20, int))

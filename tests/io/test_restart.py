@@ -143,7 +143,7 @@ def test_existing_checkpoint_without_restart_is_an_error(tmp_path, reference):
     run(["run", "--config", str(conf), "--out", str(out), "--quiet"])
     proc = run(["run", "--config", str(conf), "--out", str(out), "--quiet"], check=False)
     assert proc.returncode == 2
-    assert "checkpoint.pkl exists" in proc.stderr and "--restart" in proc.stderr
+    assert "checkpoint.h5 exists" in proc.stderr and "--restart" in proc.stderr
 
 
 def test_restart_with_different_config_is_an_error(tmp_path):
@@ -162,7 +162,8 @@ def test_runstore_drops_segments_newer_than_checkpoint(tmp_path):
              "energies_hartree": np.zeros((2, 2)), "e_kin_hartree": np.zeros(2),
              "e_pot_hartree": np.zeros(2), "force_meanfield": np.zeros((2, 1)),
              "force_geometric": np.zeros((2, 1)), "force_qc": np.zeros((2, 1)),
-             "active": np.ones(2, bool)}
+             "active": np.ones(2, bool), "active_switch": np.zeros(2, bool),
+             "active_overlap": np.full(2, -1.0), "fields_fallback": np.zeros(2, bool)}
     for s in range(3):
         store.add({**frame, "step": np.int64(s)})
     store.checkpoint({"step": 2})

@@ -10,6 +10,9 @@ Environment variables (all optional):
 ``QHD_TEST_SLEEP``       seconds to sleep in every backend call (widens the window for kill tests;
                          does not change any number)
 ``QHD_TEST_FAIL_X``      raise ``ConvergenceError`` whenever a trajectory steps to x > this (bohr)
+``QHD_TEST_FORCE_FAIL_X`` the mean-field force raises ``LinAlgError`` (a failing response solve)
+                         for x > this (bohr)
+``QHD_TEST_FORCE_NAN_X``  the mean-field force is NaN for x > this (bohr)
 ``QHD_TEST_FAIL_RANK``   this rank raises ``QHD_TEST_FAIL_KIND`` (``runtime``: RuntimeError in a
                          step; ``qhd``: ConvergenceError at t = 0, which the CLI turns into exit 2)
 """
@@ -17,6 +20,8 @@ Environment variables (all optional):
 import os
 import sys
 import time
+
+import numpy as np
 
 from qhd_aimd.electronic import models
 from qhd_aimd.errors import ConvergenceError
@@ -27,7 +32,10 @@ _SLEEP = float(os.environ.get("QHD_TEST_SLEEP", "0"))
 _FAIL_X = os.environ.get("QHD_TEST_FAIL_X")
 _FAIL_RANK = os.environ.get("QHD_TEST_FAIL_RANK")
 _FAIL_KIND = os.environ.get("QHD_TEST_FAIL_KIND", "runtime")
+_FORCE_FAIL_X = os.environ.get("QHD_TEST_FORCE_FAIL_X")
+_FORCE_NAN_X = os.environ.get("QHD_TEST_FORCE_NAN_X")
 _orig = models.ModelBackend.compute
+_orig_force = models.ModelBackend.force
 
 
 def compute(self, positions, reference=None):
@@ -43,7 +51,18 @@ def compute(self, positions, reference=None):
     return _orig(self, positions, reference)
 
 
+def force(self, data, rho):
+    x = float(data.positions[0])
+    if _FORCE_FAIL_X is not None and x > float(_FORCE_FAIL_X):
+        raise np.linalg.LinAlgError(f"injected: singular response at x = {x:.3f} bohr")
+    f = _orig_force(self, data, rho)
+    if _FORCE_NAN_X is not None and x > float(_FORCE_NAN_X):
+        return f * np.nan
+    return f
+
+
 models.ModelBackend.compute = compute
+models.ModelBackend.force = force
 
 if __name__ == "__main__":
     from qhd_aimd.cli import main

@@ -101,3 +101,22 @@ def test_electronic_failure_recorded_same_on_any_ranks(tmp_path):
     assert all("injected: no convergence" in why for why in failures.values())
     assert set(np.flatnonzero(~active[-1])) == set(failures)
     assert active[-1].sum() == 12 - len(failures)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("var,reason", [("QHD_TEST_FORCE_FAIL_X", "LinAlgError: injected: singular"),
+                                        ("QHD_TEST_FORCE_NAN_X", "non-finite mean-field force")])
+def test_numerical_failure_frozen_same_on_one_and_two_ranks(tmp_path, var, reason):
+    """A failing force (response) solve or a NaN force freezes the trajectory with its reason,
+    the swarm goes on, and the files are bit-identical on 1 and 2 ranks."""
+    require_mpiexec()
+    conf = write_study(tmp_path / "study.yaml", _cfg("geometric_ehrenfest_qc"))
+    args = ["run", "--config", str(conf), "--quiet"]
+    run([*args, "--out", str(tmp_path / "s")], inject=True, **{var: 4.0})
+    run([*args, "--out", str(tmp_path / "m")], ranks=2, inject=True, **{var: 4.0})
+    assert_same_run(tmp_path / "s" / "trajectories.h5", tmp_path / "m" / "trajectories.h5")
+    with h5py.File(tmp_path / "s" / "trajectories.h5") as f:
+        failures = {int(k): v for k, v in f["failures"].attrs.items()}
+        active = f["active"][()]
+    assert 0 < len(failures) < 12 and all(reason in why for why in failures.values())
+    assert active[-1].sum() == 12 - len(failures)

@@ -124,6 +124,13 @@ def ranks(wildcards):
     return max(1, min(int(n), int(SYSTEMS[wildcards.system]["initial"]["n_trajectories"])))
 
 
+def system_files(wildcards):
+    """Files the system's config refers to (molecules: the xyz), declared as inputs of prepare,
+    so that editing or replacing one reruns prepare and every swarm of the system."""
+    s = _deep_merge(config.get("defaults", {}), SYSTEMS[wildcards.system])
+    return [s["molecule"]["xyz"]] if "molecule" in s else []
+
+
 def swarm_inputs(wildcards):
     inputs = {"study": f"{STUDY_DIR}/{wildcards.system}/{wildcards.method}/study.yaml"}
     if wildcards.system in MOLECULES:

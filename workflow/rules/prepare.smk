@@ -1,4 +1,8 @@
 # Per-job and per-system single-study configs; molecule initial conditions; exact references.
+#
+# Staleness: the single-study YAMLs are written from the config through `params`, so a changed
+# config section changes them (Snakemake's default rerun trigger on params) and reruns the jobs
+# that read them; every file a rule reads (study YAMLs, the molecule's xyz) is a declared input.
 
 
 rule study_config:
@@ -36,6 +40,7 @@ rule prepare:
     shared by every method of the system."""
     input:
         study=f"{STUDY_DIR}/{{system}}/system.yaml",
+        files=system_files,
     output:
         f"{STUDY_DIR}/{{system}}/prepare/initial_conditions.h5",
     params:

@@ -3,9 +3,11 @@
 
 rule swarm:
     """`qhd-aimd run` under MPI. Always called with --restart: a re-run of this rule (after a
-    crash, a kill or a cluster time limit) resumes from DIR/run/checkpoint.pkl, and a fresh
-    directory simply starts from t = 0. Molecules reuse the system's prepared initial conditions
-    (linked into the run directory, where `run` looks for them)."""
+    crash, a kill or a cluster time limit) resumes from DIR/run/checkpoint.h5, and a fresh
+    directory simply starts from t = 0. When the job's config or initial conditions changed
+    (an edited config or xyz), the old run/ is kept as run.stale-<k>/ and the swarm starts
+    again (--stale-checkpoint archive). Molecules reuse the system's prepared initial
+    conditions (linked into the run directory, where `run` looks for them)."""
     input:
         unpack(swarm_inputs),
     output:
@@ -29,4 +31,4 @@ rule swarm:
     shell:
         "{params.link}"
         "{resources.mpi} -n {resources.tasks} python -m mpi4py -m qhd_aimd run "
-        "--config {input.study} --out {params.out} --restart > {log} 2>&1"
+        "--config {input.study} --out {params.out} --restart --stale-checkpoint archive > {log} 2>&1"
