@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 2                                   # default study (config/config.yaml)
 #   snakemake --cores 2 --configfile my_study.yaml        # another study
-#   snakemake --profile workflow/profiles/slurm           # on a SLURM cluster (MPI via srun)
+#   snakemake --profile workflow/profiles/slurm --default-resources slurm_account=A slurm_partition=P
 #   snakemake --report report.html                        # Snakemake's own report afterwards
 #
 # Physics lives in the qhd_aimd package; rules only call the `qhd-aimd` command line.

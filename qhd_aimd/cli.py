@@ -1,4 +1,4 @@
-"""Command line: ``qhd-aimd prepare | run | aggregate | exact | report``.
+"""Command line: ``qhd-aimd prepare | run | aggregate | exact | export | coordinates | report``.
 
 Thin on purpose: parse arguments, load the validated config, call the package.
 Under MPI launch it as ``mpiexec -n N python -m mpi4py -m qhd_aimd run ...`` so that an
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, helptext in (("prepare", "initial conditions -> DIR/initial_conditions.h5"),
                            ("run", "propagate the swarm -> DIR/trajectories.h5"),
-                           ("exact", "exact quantum reference (analytic models) -> DIR/exact.h5")):
+                           ("exact", "exact quantum reference (analytic models, diatomic "
+                                     "molecules) -> DIR/exact.h5")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--config", required=True, help="study YAML")
         s.add_argument("--out", required=True, help="output directory")
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--quiet", action="store_true", help="no progress lines")
     s = sub.add_parser("aggregate", help="observables and CSVs from DIR/trajectories.h5")
     s.add_argument("dir")
+    s = sub.add_parser("export", help="trajectories for viewers: DIR/extxyz/traj_<id>.extxyz")
+    s.add_argument("dir", help="run directory (holding trajectories.h5)")
+    s.add_argument("--format", choices=["extxyz"], default="extxyz")
+    s.add_argument("--out", default=None, help="output directory (default DIR/extxyz)")
+    s = sub.add_parser("coordinates", help="internal coordinates per trajectory -> DIR/coordinates.csv")
+    s.add_argument("dir", help="run directory (holding trajectories.h5)")
+    s.add_argument("--config", required=True, help="YAML with analysis.coordinates")
     s = sub.add_parser("report", help="HTML report of one or more aggregated runs")
     s.add_argument("dirs", nargs="+", help="run directories (aggregated)")
     s.add_argument("--out", required=True, help="report directory (index.html + figures)")
@@ -81,7 +89,22 @@ def _dispatch(args) -> int:
     elif args.command == "exact":
         from qhd_aimd.exact import run_exact, write_exact
 
-        write_exact(run_exact(load_config(args.config)), args.out)
+        cfg = load_config(args.config)
+        if cfg.system.molecule is not None:
+            from qhd_aimd.exact_diatomic import run_exact_diatomic, write_exact_diatomic
+
+            write_exact_diatomic(*run_exact_diatomic(cfg, args.out), args.out)
+        else:
+            write_exact(run_exact(cfg), args.out)
+    elif args.command == "export":
+        from qhd_aimd.analysis.export import export_extxyz
+
+        paths = export_extxyz(args.dir, args.out)
+        print(f"{len(paths)} trajectories -> {paths[0].parent if paths else args.out}")
+    elif args.command == "coordinates":
+        from qhd_aimd.analysis.coordinates import load_coordinates, write_coordinates
+
+        print(write_coordinates(args.dir, load_coordinates(args.config)))
     elif args.command == "report":
         from qhd_aimd.report.html import write_report
 

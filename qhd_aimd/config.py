@@ -143,6 +143,9 @@ class DynamicsSpec(_Strict):
     dt_fs: Optional[float] = Field(None, gt=0)
     t_final_fs: Optional[float] = Field(None, gt=0)
     n_substeps: int = Field(20, ge=1, description="electronic sub-steps per nuclear step")
+    energy_correction: Literal["rescale", "none"] = Field(
+        "rescale", description="coupled methods: rescale each trajectory's momentum after every step "
+        "so that E_kin + Tr(rho H_el) is conserved (docs/physics.md, Energy); none: uncorrected")
 
     @model_validator(mode="after")
     def _units(self):
@@ -179,6 +182,14 @@ class FieldsSpec(_Strict):
         "false: plain regression of rho; auto: true for models, false for molecules")
     quantum_force: bool = Field(False, description="add the quantum force of Eq. 68 estimated from "
                                 "the swarm (full QHD; use with initial.sampling: hydrodynamic)")
+    coherence_gradient: Literal["regression", "accumulated", "energy_consistent"] = Field(
+        "energy_consistent", description="d rho of the coherences: from each trajectory's "
+        "accumulated adiabatic momenta (CT-MQC), the same with their component along the flow "
+        "from energy conservation, or by regression of the neighbours' rho (docs/physics.md)")
+    quantum_momentum: Literal["kernel", "pair_centred"] = Field(
+        "pair_centred", description="with coherence_gradient: accumulated, the quantum momentum "
+        "-1/2 d ln n with one swarm-wide centre per pair of states (no net population transfer) "
+        "or the plain kernel estimate")
 
 
 class HoppingSpec(_Strict):

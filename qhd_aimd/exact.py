@@ -236,7 +236,7 @@ def _initial_electronic(vecs: np.ndarray, ref: np.ndarray, state: int) -> np.nda
 def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
               dt_max: float = 1.0, grid: Grid | None = None, t_final: float | None = None,
               p_factor: float = 2.0, dx: float | None = None, warn: bool = True,
-              max_points: int = MAX_POINTS, snapshot=None) -> ExactResult:
+              max_points: int = MAX_POINTS, snapshot=None, psi0=None) -> ExactResult:
     """Split-operator propagation; samples every ``dt`` for ``n_samples`` intervals.
 
     ``dt_max`` bounds the internal step (``dt`` is split into ceil(dt/dt_max) equal steps);
@@ -302,6 +302,8 @@ def propagate(model, x0, k0, sigma, state: int, dt: float, n_samples: int, *,
     env = np.exp(np.sum(-((pts - x0) ** 2) / (4 * sigma**2) + 1j * k0 * (pts - x0), axis=-1))
     env *= np.prod((2 * np.pi * sigma**2) ** -0.25)
     psi = _initial_electronic(vecs, ref, state).transpose(-1, *range(dim)) * env[None]  # (n_diab, *S)
+    if psi0 is not None:
+        psi = np.array(psi0, dtype=complex).reshape(n, *S)
     psi /= math.sqrt(np.sum(np.abs(psi) ** 2) * dv)
 
     def apply(mat, f):

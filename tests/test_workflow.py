@@ -45,8 +45,14 @@ def test_dry_run_default_config(default_study):
     out = proc.stdout + proc.stderr
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     n_jobs = sum(len(s["methods"]) for s in cfg["systems"].values())
-    for rule, count in (("swarm", n_jobs), ("aggregate", n_jobs), ("report", 1), ("prepare", 1),
-                        ("exact", 1)):
+    ranks = {n: min(s.get("ranks", cfg["mpi"]["ranks"]), s["initial"]["n_trajectories"])
+             for n, s in cfg["systems"].items()}
+    n_mpi = sum(len(s["methods"]) for n, s in cfg["systems"].items() if ranks[n] > 1)
+    n_mol = sum(len(s["methods"]) for s in cfg["systems"].values() if "molecule" in s)
+    counts = {"swarm": n_jobs - n_mpi, "swarm_mpi": n_mpi, "aggregate": n_jobs, "report": 1,
+              "prepare": 1, "exact": 1, "export": n_mol}
+    assert n_mpi >= 1 and n_jobs - n_mpi >= 1  # both kinds of swarm jobs in the default study
+    for rule, count in counts.items():
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
@@ -121,6 +127,10 @@ BAD = {
     "bad ranks": ({"ranks": 0}, "0 is less than the minimum of 1"),
     "bad hopping option": ({"methods": ["fssh"], "hopping": {"decoherence": "idc"}},
                            "'idc' is not one of"),
+    "coordinates of a model": ({"analysis": {"coordinates": {"bonds": {"r": [0, 1]}}}},
+                               "systems.tully.analysis: internal coordinates apply to molecules only"),
+    "unknown coordinate kind": ({"analysis": {"coordinates": {"torsions": {"t": [0, 1, 2, 3]}}}},
+                                "'torsions' was unexpected"),
 }
 
 
@@ -152,6 +162,26 @@ def test_config_validation_errors(tmp_path, case):
     proc = snakemake("--configfile", str(path), "-n", cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_exact_for_diatomic_molecules_only(default_study):
+    """`exact: true` is accepted for a two-atom molecule (dry run schedules the exact job) and
+    refused, naming the key, for a polyatomic one."""
+    path = default_study / "config" / "studies" / "lih_exact_workflow.yaml"
+    proc = snakemake("--configfile", str(path), "--replace-workflow-config", "-n", "--quiet",
+                     "rules", cwd=default_study)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout + proc.stderr
+    assert any(line.split()[:2] == ["exact", "1"] for line in out.splitlines()), out
+    cfg = yaml.safe_load(path.read_text())
+    cfg["systems"]["lih"]["molecule"]["xyz"] = "config/molecules/ethylene.xyz"
+    bad = default_study / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(bad), "--replace-workflow-config", "-n",
+                     cwd=default_study)
+    assert proc.returncode != 0
+    assert "systems.lih.exact: available for analytic models and diatomic molecules only" in (
+        proc.stdout + proc.stderr)
 
 
 MOLECULE_STUDY = {

@@ -149,9 +149,21 @@ def _write_csv(path: Path, header: list[str], columns: list[np.ndarray]) -> None
             w.writerow([f"{v:.12g}" for v in row])
 
 
+def _write_drift_csv(path: Path, e_tot: np.ndarray, active: np.ndarray) -> None:
+    """Per-trajectory drift of e_tot (hartree) over the frames where the trajectory is active:
+    trajectory, e_tot_initial, drift_final (last active frame minus the first), drift_max_abs."""
+    drift = e_tot - e_tot[:1]
+    masked = np.where(active, np.abs(drift), 0.0)
+    last = np.maximum(active.shape[0] - 1 - np.argmax(active[::-1], axis=0), 0)
+    cols = [np.arange(e_tot.shape[1]), e_tot[0], drift[last, np.arange(e_tot.shape[1])], masked.max(axis=0)]
+    _write_csv(path, ["trajectory", "e_tot_initial", "drift_final", "drift_max_abs"], cols)
+
+
 def aggregate(run_dir: str | Path) -> dict:
-    """Write populations.csv, coherence.csv, energy.csv, forces.csv (+ scattering.csv for 1-D
-    models) and observables.h5 into ``run_dir``; return the observables."""
+    """Write populations.csv, coherence.csv, energy.csv, energy_drift.csv (per trajectory),
+    forces.csv (+ scattering.csv for 1-D models) and observables.h5 into ``run_dir``; return the
+    observables. e_tot = e_kin + e_pot = sum p^2/2M + Tr(rho H_el), the energy every method
+    conserves (coupled methods: with ``dynamics.energy_correction: rescale``; docs/physics.md)."""
     run_dir = Path(run_dir)
     if not (run_dir / "trajectories.h5").exists():
         raise QhdError(f"{run_dir / 'trajectories.h5'} not found: run 'qhd-aimd run --out "
@@ -170,6 +182,7 @@ def aggregate(run_dir: str | Path) -> dict:
                [t] + [obs["coherence"][:, k] for k in range(len(pairs))])
     _write_csv(run_dir / "energy.csv", ["time_fs", "e_kin", "e_pot", "e_tot"],
                [t, obs["e_kin"], obs["e_pot"], obs["e_tot"]])
+    _write_drift_csv(run_dir / "energy_drift.csv", obs["e_tot_traj"], traj["active"])
     _write_csv(run_dir / "forces.csv", ["time_fs", "meanfield", "geometric", "qc"],
                [t, obs["force_meanfield_norm"], obs["force_geometric_norm"], obs["force_qc_norm"]])
     if "electronic_populations" in obs:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from qhd_aimd.dynamics import decoherence as dc
 from qhd_aimd.dynamics import fields as fl
 from qhd_aimd.dynamics import fssh
 from qhd_aimd.dynamics.coordinates import swarm_frame
@@ -46,7 +47,9 @@ class Swarm:
     when ``Propagator.quantum_force``); extra (L, N, N) hartree: the method's
     generator X - H_el from the fields at this time; active (L,) bool; failures: id -> reason;
     fields_fallback (L,) bool: the swarm fields of this time could not be estimated for the
-    trajectory (too few neighbours, non-finite estimate) and were set to zero (Ehrenfest step).
+    trajectory (too few neighbours, non-finite estimate) and were set to zero (Ehrenfest step);
+    adiabatic_momenta (L, N, D) a.u.: f_n = -int dE_n dt along each trajectory
+    (``decoherence``; zeros with ``Propagator.coherence_gradient == "regression"``).
 
     Surface hopping (``fssh``, ``fssh_qc``; else None): active_state (L,) int, the adiabatic
     state the nuclei move on (f_meanfield is then -dE_a/dx and f_geometric the optional Berry
@@ -72,6 +75,11 @@ class Swarm:
     hop_from: np.ndarray | None = None
     hop_to: np.ndarray | None = None
     hop_frustrated: np.ndarray | None = None
+    adiabatic_momenta: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.adiabatic_momenta is None:
+            self.adiabatic_momenta = np.zeros(self.rho.shape[:2] + self.positions.shape[1:])
 
     @property
     def force(self) -> np.ndarray:
@@ -80,6 +88,8 @@ class Swarm:
     def energies(self, masses):
         """(e_kin, e_pot) per trajectory, hartree: sum p^2/2M and Tr(rho H_el)."""
         e_kin = 0.5 * np.einsum("tj,tj,j->t", self.momenta, self.momenta, 1.0 / masses)
+        if not self.elec:  # a rank without trajectories (more ranks than trajectories)
+            return e_kin, np.zeros(0)
         e_adia = np.stack([e.energies for e in self.elec])
         e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
         if self.active_state is not None and len(e_adia):  # surface hopping: active state's energy
@@ -102,6 +112,15 @@ class Propagator:
         ``fields.coherence_wavevector``; ``"auto"``: for models, not for molecules)
     quantum_force : add the quantum force of Eq. 68 (``fields.quantum_force``), estimated from
         the swarm and recorded with the quantum-coupling force (``f_qc``)
+    coherence_gradient : "regression" (neighbours' rho, ``fields``), "accumulated" (phase
+        gradient from each trajectory's adiabatic momenta, ``decoherence``) or
+        "energy_consistent" (the same with their component along the flow from energy
+        conservation, ``decoherence.energy_consistent``); ``fields.coherence_gradient``
+    quantum_momentum : "kernel" (-1/2 d ln n) or "pair_centred" (``decoherence``; used with
+        the accumulated gradient; ``fields.quantum_momentum``)
+    energy_correction : "rescale" (coupled methods: each trajectory's momentum is rescaled
+        after every step so that E_kin + Tr(rho H_el) keeps its value) or "none"
+        (``dynamics.energy_correction``)
     comm : communicator (``SerialComm`` or mpi4py)
     hopping : ``hopping.HoppingOptions`` of the surface-hopping methods (default options if None)
     seed : seed of the per-(trajectory, step) hop random numbers (``hopping.hop_uniform``)
@@ -120,12 +139,21 @@ class Propagator:
     quantum_force: bool = False
     hopping: object = None
     seed: int = 0
+    coherence_gradient: str = "regression"
+    quantum_momentum: str = "pair_centred"
+    energy_correction: str = "none"
 
     def __post_init__(self):
         self._method = METHODS[self.method]
         self.masses = np.asarray(self.backend.masses, float)
         if self.hopping is None:
             self.hopping = HoppingOptions()
+        for key, allowed in (("coherence_gradient", ("regression", "accumulated", "energy_consistent")),
+                             ("quantum_momentum", ("kernel", "pair_centred")),
+                             ("energy_correction", ("rescale", "none"))):
+            if getattr(self, key) not in allowed:
+                raise QhdError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        self._accumulated = self._method.coupled and self.coherence_gradient != "regression"
         # atoms in 3-D (rigid motions projected out of the fields' coordinates)
         self._molecule = getattr(self.backend, "symbols", None) is not None
         # co-moving demodulation assumes a stationary (scattering) flow; a vibrating molecular
@@ -217,6 +245,11 @@ class Propagator:
                       rho=rho, elec=elec, active=active, failures=failures)
         if hopping:
             fssh.begin(new)
+        if self._accumulated:
+            new.adiabatic_momenta = s.adiabatic_momenta.copy()
+            acc = np.flatnonzero(new.active)
+            if len(acc):
+                new.adiabatic_momenta[acc] = self._accumulate(new, acc)
         new.f_meanfield, bad = self._meanfield(new)
         for i, why in bad.items():
             freeze(i, why, new)
@@ -233,6 +266,11 @@ class Propagator:
             for i, why in fssh.after_kick(self, new, probs).items():
                 freeze(i, why, new)
             self._update_fields(new)
+        act = np.flatnonzero(new.active)
+        if self.energy_correction == "rescale" and self._method.coupled and not hopping and len(act):
+            e_target = np.add(*s.energies(self.masses))[act]
+            e_pot = new.energies(self.masses)[1][act]
+            new.momenta[act], _ = dc.rescale_momenta(new.momenta[act], self.masses, e_pot, e_target)
         return new
 
     def _electronic_step(self, s: Swarm, elec, act, ovl, rho) -> dict:
@@ -300,6 +338,8 @@ class Propagator:
         s.fields_fallback = np.zeros(len(s.ids), bool)
         if not self._method.coupled:
             return
+        if self._accumulated:
+            return self._update_fields_accumulated(s)
         g = self.gather(s)
         act_ids = [i for i in sorted(g) if g[i][3]]
         local = np.flatnonzero(s.active)
@@ -346,7 +386,8 @@ class Propagator:
             slow_all = np.stack([g[t][4] for t in act_ids])
             slow_c = slow_all[cent]
             slow_nb = to_frame(slow_all[lb], u_ab)
-            energies = np.stack([s.elec[i].energies for i in local])
+            energies = np.stack([s.elec[i].energies for i in local]) if len(local) else \
+                np.zeros((0, s.rho.shape[1]))  # a rank without trajectories
             kappa = fl.coherence_wavevectors(energies, frame.velocity(s.momenta[local] / self.masses))
         quadratic = self._method.geometric
         drho_c, d2rho_c = fl.rho_derivatives_pairs(la, n_loc, dx, wp, h, rho_nb, rho_c, slow_nb, slow_c,
@@ -386,6 +427,90 @@ class Propagator:
             s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
             if fq is not None:
                 s.f_qc[local] += fq
+
+    def _state_gradients(self, e) -> np.ndarray:
+        """d_j E_n, (N, D), from the backend's dhdx (``ElectronicData.dhdx`` or ``backend.dhdx``)."""
+        dhdx = e.dhdx if e.dhdx is not None else self.backend.dhdx(e)
+        return dc.energy_gradients(dhdx)
+
+    def _accumulate(self, s: Swarm, act) -> np.ndarray:
+        """Adiabatic momenta at s's time for the trajectories ``act`` (reset where not mixed)."""
+        pops = np.real(np.diagonal(s.rho[act], axis1=1, axis2=2))
+        mixed = ((pops > dc.POP_MIN) & (pops < 1.0 - dc.POP_MIN)).any(axis=1)
+        grad = np.zeros_like(s.adiabatic_momenta[act])
+        for n, i in enumerate(act):
+            if mixed[n]:  # gradients only where they are used (molecules: one per state)
+                try:
+                    grad[n] = self._state_gradients(s.elec[i])
+                except TRAJECTORY_ERRORS:  # no increment this step (f kept); flagged below
+                    grad[n] = 0.0
+        grad[~np.isfinite(grad)] = 0.0
+        return dc.accumulate(s.adiabatic_momenta[act], grad, grad, pops, self.dt)
+
+    def _update_fields_accumulated(self, s: Swarm) -> None:
+        """Swarm fields with d rho from the adiabatic momenta (``decoherence``): no neighbour
+        overlaps; positions, populations and f of the whole swarm are exchanged."""
+        f_loc = s.adiabatic_momenta
+        if self.coherence_gradient == "energy_consistent":
+            f_loc = dc.energy_consistent(f_loc, np.stack([e.energies for e in s.elec]),
+                                         np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
+                                         self.masses)
+        mine = {int(t): (s.positions[i], np.real(np.diagonal(s.rho[i])), f_loc[i])
+                for i in np.flatnonzero(s.active) for t in [s.ids[i]]}
+        g = {}
+        for part in self.comm.allgather(mine):
+            g.update(part)
+        act_ids = sorted(g)
+        pos = np.stack([g[t][0] for t in act_ids])
+        pops = np.stack([g[t][1] for t in act_ids])
+        f_all = np.stack([g[t][2] for t in act_ids])
+        h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr)
+        w = fl.kernel_matrix(pos, h, self.cutoff)
+        where = {tid: k for k, tid in enumerate(act_ids)}
+        local = np.flatnonzero(s.active)
+        idx = np.array([where[int(s.ids[i])] for i in local], int)
+        inv_mass = 1.0 / self.masses
+        s.extra = np.zeros_like(s.rho)
+        s.f_geometric = np.zeros_like(s.positions)
+        s.f_qc = np.zeros_like(s.positions)
+        if not len(local):
+            if self._method.geometric:
+                self.comm.allgather({})
+            return
+        rho, f = s.rho[local], f_loc[local]
+        drho, d2rho = dc.coherence_derivatives(rho, f)
+        if self._method.quantum_coupling:
+            q, alpha = dc.kernel_quantum_momentum(pos, w, h)
+            if self.quantum_momentum == "pair_centred":
+                qp = dc.pair_quantum_momentum(pos, q, alpha, pops, f_all)[idx]
+            else:
+                qp = np.broadcast_to(q[idx][:, None, None, :], f.shape[:2] + f.shape[1:]).copy()
+            closed = dc.closed_states(np.stack([s.elec[i].energies for i in local]),
+                                      np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
+                                      self.masses)
+            s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed)
+            s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed)
+            if self.quantum_force:
+                dlnn = fl.grad_log_density(pos, w, h)
+                for n, i in enumerate(local):
+                    s.f_qc[i] += fl.quantum_force(idx[n], pos, w, h, dlnn, inv_mass, self.ridge)
+        if self._method.geometric:
+            geo = replace(self._method, quantum_coupling=False)
+            gm = np.stack([fl.metric(rho[n], drho[n]) for n in range(len(local))])
+            g_all = {}
+            for part in self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local)}):
+                g_all.update(part)
+            g_arr = np.stack([g_all[t] for t in act_ids])
+            dg = np.stack([fl.metric_gradient(a, pos, w, h, g_arr, self.ridge) for a in idx])
+            s.extra[local] += extra_generator(geo, inv_mass, np.zeros((len(local), pos.shape[1])),
+                                              drho, d2rho)
+            s.f_geometric[local] = extra_forces(geo, inv_mass, np.zeros((len(local), pos.shape[1])),
+                                                gm, dg)[0]
+        bad = ~(np.isfinite(s.extra[local]).all(axis=(1, 2)) & np.isfinite(s.f_qc[local]).all(axis=1)
+                & np.isfinite(s.f_geometric[local]).all(axis=1))
+        for arr in (s.extra, s.f_qc, s.f_geometric):
+            arr[local[bad]] = 0.0
+        s.fields_fallback[local] = bad
 
     def _frames(self, g, act_ids, w, ok, mine) -> dict:
         """polar(<u(a)|u(b)>) for every neighbour pair a < b (indices into ``act_ids``) that

@@ -1,7 +1,8 @@
 """One self-contained HTML page for a study: figures, tables, failures, configs, provenance.
 
 Input: aggregated run directories (``observables.h5`` from ``qhd-aimd aggregate``) and, for the
-analytic models, exact-reference directories (``exact_populations.csv``, ``exact_coherence.csv``,
+analytic models and diatomic molecules, exact-reference directories (``exact_populations.csv``,
+``exact_coherence.csv``, ``exact_bond.csv`` (diatomics: overlaid on the swarm bond length),
 ``exact_scattering.csv`` from ``qhd-aimd exact``). Runs that share system, initial conditions and
 time grid are shown together (one section per system, every method overlaid); an exact
 directory joins the section whose study ``name`` it carries (``exact.h5`` attribute
@@ -74,6 +75,7 @@ class Exact:
     coherence: dict | None = None  # {"time_fs": (F,), "d_0_1": (F,)}
     scattering: list[dict] | None = None
     momentum: list[dict] | None = None  # exact_momentum.csv rows (2-D models)
+    bond: dict | None = None  # exact_bond.csv columns (diatomic molecules)
     attrs: dict = field(default_factory=dict)
 
 
@@ -140,10 +142,13 @@ def load_exact(path: str | Path) -> Exact:
     if mom is not None:
         header, data = mom
         ex.momentum = [dict(zip(header, row)) for row in data]
+    bond = _read_csv(path / "exact_bond.csv")
+    if bond is not None:
+        ex.bond = {h: bond[1][:, i] for i, h in enumerate(bond[0])}
     if (path / "exact.h5").exists():
         with h5py.File(path / "exact.h5", "r") as f:
             ex.attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    if ex.populations is None and ex.coherence is None and ex.scattering is None:
+    if all(t is None for t in (ex.populations, ex.coherence, ex.scattering, ex.bond)):
         raise QhdError(f"{path}: no exact_*.csv tables found (run 'qhd-aimd exact')")
     return ex
 
@@ -250,8 +255,8 @@ def fig_populations(sec: Section):
         for n in range(ep["p"].shape[1]):
             ax.plot(ep["time_fs"], ep["p"][:, n], _STYLES[n % 4], color="k", lw=1.0,
                     label=f"exact: state {n}")
-    ax.set(xlabel="time (fs)", ylabel="adiabatic population", ylim=(-0.03, 1.03),
-           title=f"{sec.label}: populations (bands: ±1 standard error)")
+    ax.set(xlabel="time (fs)", ylabel="adiabatic population", ylim=(-0.03, 1.03))
+    ax.set_title(f"{sec.label}: populations (bands: ±1 standard error)", wrap=True)
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
     return fig
@@ -276,17 +281,30 @@ def fig_decoherence(sec: Section):
             ax.plot(ec["time_fs"], ec[key], color="k", lw=1.0, label=f"exact: D{a}{b}")
     ax.set(xlabel="time (fs)", ylabel="D_nm = ⟨|ρ_nm|²⟩", title="decoherence indicator")
     bx.set(xlabel="time (fs)", ylabel="purity", title="purity: local (=1) and ensemble")
+    _purity_axis(bx, sec)
     ax.legend(fontsize=7)
     bx.legend(fontsize=7)
-    fig.suptitle(sec.label)
+    fig.suptitle(sec.label, wrap=True)
     fig.tight_layout()
     return fig
+
+
+def _purity_axis(ax, sec: Section) -> None:
+    """Plain tick labels (no '1e-12 + 1' offset when Tr rho^2 = 1 to round-off) and a range that
+    shows the allowed interval [1/N, 1] rather than the round-off."""
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+    lows = [np.nanmin(r.obs[k]) for r in sec.runs for k in ("purity_mean", "ensemble_purity")
+            if k in r.obs and np.size(r.obs[k])]
+    n_states = max(r.obs["populations"].shape[1] for r in sec.runs)
+    ax.set_ylim(min([1.0 / n_states] + lows) - 0.03, 1.03)
 
 
 def fig_forces(sec: Section):
     plt = _plt()
     n = len(sec.runs)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 5.0), 3.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 7.5), 3.8), squeeze=False, sharey=True)
     for run, ax in zip(sec.runs, axes[0]):
         t = run.obs["time_fs"]
         for (part, name), c in zip(_FORCE_PARTS, _colors(3)):
@@ -295,7 +313,7 @@ def fig_forces(sec: Section):
         ax.set_yscale("symlog", linthresh=1e-6)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("swarm mean |F| (hartree/bohr)")
-    fig.suptitle(f"{sec.label}: force decomposition")
+    fig.suptitle(f"{sec.label}: force decomposition", wrap=True)
     fig.tight_layout()
     return fig
 
@@ -303,7 +321,7 @@ def fig_forces(sec: Section):
 def fig_energy(sec: Section):
     plt = _plt()
     n = len(sec.runs)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 5.0), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0 * n, 7.5), 3.8), squeeze=False)
     for run, ax in zip(sec.runs, axes[0]):
         t, drift = run.obs["time_fs"], 1e3 * run.obs["energy_drift_traj"]
         ax.plot(t, drift, color="0.6", lw=0.5)
@@ -315,7 +333,53 @@ def fig_energy(sec: Section):
         ax.set(xlabel="time (fs)", title=run.method)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("E_tot(t) − E_tot(0)  (millihartree)")
-    fig.suptitle(f"{sec.label}: energy conservation per trajectory (grey; failed: orange)")
+    fig.suptitle(f"{sec.label}: energy conservation per trajectory (grey; failed: orange)",
+                 wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def swarm_bond_length(run: Run) -> dict | None:
+    """Diatomic runs: time_fs (F,), swarm mean and standard deviation of the bond length (F,)
+    bohr over active trajectories, from ``trajectories.h5``; None for other systems."""
+    traj = run.path / "trajectories.h5"
+    if not traj.exists() or not run.system.get("molecule"):
+        return None
+    with h5py.File(traj, "r") as f:
+        if "positions_bohr" not in f or f["positions_bohr"].shape[-1] != 6:
+            return None
+        pos, act = f["positions_bohr"][()], f["active"][()].astype(bool)
+    r = np.linalg.norm(pos[..., 3:] - pos[..., :3], axis=-1)  # (F, T)
+    n = np.maximum(act.sum(axis=1), 1)
+    mean = (r * act).sum(axis=1) / n
+    std = np.sqrt(np.maximum((r**2 * act).sum(axis=1) / n - mean**2, 0.0))
+    return {"time_fs": run.obs["time_fs"][: len(mean)], "mean": mean, "std": std}
+
+
+def fig_bond(sec: Section):
+    """Diatomics: swarm mean bond length (band: spread) and the exact <R> per adiabat."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for run, c in zip(sec.runs, _colors(len(sec.runs))):
+        b = swarm_bond_length(run)
+        if b is None:
+            continue
+        ax.plot(b["time_fs"], b["mean"], color=c, lw=1.6, label=f"{run.method}: mean R")
+        ax.fill_between(b["time_fs"], b["mean"] - b["std"], b["mean"] + b["std"], color=c,
+                        alpha=0.15, lw=0)
+    eb = sec.exact.bond if sec.exact is not None else None
+    if eb is not None:
+        for n in (0, 1):
+            ax.plot(eb["time_fs"], eb[f"mean_r_{n}_bohr"], _STYLES[n], color="k", lw=1.0,
+                    label=f"exact: <R> on state {n}")
+        pops = sec.exact.populations
+        if pops is not None and len(pops["time_fs"]) == len(eb["time_fs"]):
+            p = pops["p"]
+            tot = np.nansum(p * np.column_stack([eb["mean_r_0_bohr"], eb["mean_r_1_bohr"]]), axis=1)
+            ax.plot(eb["time_fs"], tot, color="0.4", lw=1.0, label="exact: <R>")
+    ax.set(xlabel="time (fs)", ylabel="bond length (bohr)",
+           title=f"{sec.label}: bond length (bands: swarm spread)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -504,15 +568,23 @@ def write_report(run_dirs, out_dir, exact_dirs=(), title: str = "qhd_aimd study"
     page_sections = []
     for sec in sections:
         figs = []
-        for kind, make, caption in FIGURES:
+        extra = ()
+        if (sec.exact is not None and sec.exact.bond is not None) or any(
+                swarm_bond_length(r) is not None for r in sec.runs):
+            extra = (("bond", fig_bond, "Bond length (diatomics)"),)
+        for kind, make, caption in FIGURES + extra:
             name = f"{sec.slug}_{kind}.png"
             fig = make(sec)
             if fig is None:  # figure does not apply to this section's runs
                 continue
             figs.append({"file": f"figures/{name}", "caption": caption,
                          "b64": _save(fig, figdir / name)})
+        from qhd_aimd.report.extras import section_extras
+
+        more, exports = section_extras(sec, out, figdir, _save)
+        figs += more
         page_sections.append({
-            "label": sec.label, "slug": sec.slug, "figures": figs,
+            "label": sec.label, "slug": sec.slug, "figures": figs, "exports": exports,
             "summaries": [_summary(r) for r in sec.runs], "scattering": _scattering(sec),
             "momentum": _momentum(sec),
             "exact": None if sec.exact is None else {"path": str(sec.exact.path),

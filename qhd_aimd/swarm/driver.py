@@ -20,9 +20,10 @@ from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
 from qhd_aimd.io.trajectories import (FORMAT, RunStore, frame_from_parts, local_frame,
                                       warn_active_switch)
-from qhd_aimd.swarm.comm import get_comm, local_ids
+from qhd_aimd.swarm.comm import check_single_world, get_comm, launch_summary, local_ids
 
-_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active")
+_SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active",
+                 "adiabatic_momenta")
 _HOP_FIELDS = ("active_state", "hop_from", "hop_to", "hop_frustrated")  # surface hopping only
 
 
@@ -59,8 +60,11 @@ def _pack(swarm: Swarm) -> dict:
 
 def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
-    keys = _SWARM_FIELDS + (_HOP_FIELDS if ids and "active_state" in per[ids[0]] else ())
-    arrays = {k: np.stack([per[t][k] for t in ids]) for k in keys}
+    any_t = next(iter(per.values()))  # shapes for a rank without trajectories
+    arrays = {k: np.stack([per[t][k] for t in ids]) if ids else
+              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype)
+              for k in _SWARM_FIELDS + _HOP_FIELDS
+              if k in any_t}  # adiabatic_momenta: absent in older checkpoints
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
 
@@ -82,6 +86,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
                           "dynamics needs density_fit: false (prepare accepts it)")
     out = Path(out_dir)
     comm = get_comm()
+    check_single_world(comm)  # N independent copies would all write the same files
+    if progress and comm.rank == 0:
+        print(f"[qhd-aimd] {launch_summary(comm)}", file=sys.stderr, flush=True)
     if comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     comm.barrier()
@@ -91,7 +98,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     fcfg = cfg.fields
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
-                      fcfg.demodulate, fcfg.quantum_force,
+                      fcfg.demodulate, fcfg.quantum_force, fcfg.coherence_gradient,
+                      fcfg.quantum_momentum, cfg.dynamics.energy_correction,
                       hopping=HoppingOptions.from_config(cfg.hopping), seed=cfg.initial.seed)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
@@ -106,6 +114,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
         for start, last in state.get("repairs", []):  # damaged/missing older segments
             _repair(start, last, prop, comm, store, ic, ids, n_steps, every, meta)
         swarm = _unpack(state, ids)
+        if progress and comm.rank == 0:
+            print(f"[qhd-aimd] resuming from the checkpoint at step {swarm.step}",
+                  file=sys.stderr, flush=True)
     else:
         swarm = prop.initialize(ids, ic["positions"][ids], ic["momenta"][ids], ic["states"][ids])
         _record(swarm, prop, comm, store)
@@ -127,7 +138,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     attrs = {"format": FORMAT, "method": cfg.method, "n_states": backend.n_states,
              "n_trajectories": cfg.initial.n_trajectories, "dt_au": cfg.dynamics.dt, "config": cfg_yaml,
              "labels": list(getattr(backend, "labels", [])), "version": __version__,
-             "n_ranks": comm.size}
+             "n_ranks": comm.size, **({"symbols": list(ic["symbols"])} if ic["symbols"] else {})}
     return store.finalize(attrs, failures, {"masses_au": np.asarray(backend.masses, float)})
 
 

@@ -186,3 +186,23 @@ def test_momentum_table_for_2d_model(tmp_path):
     assert py < -4.5  # the Berry kick on the lower adiabat
     assert f"{px:.4f}" in table and f"{py:.4f}" in table
     assert "19.5200" in table and "-3.7500" in table  # 0.75 * (19.36, -5) + 0.25 * (20, 0)
+
+
+def test_energy_drift_csv_per_trajectory(tmp_path):
+    """aggregate writes energy_drift.csv: one row per trajectory, drift of e_tot = e_kin + e_pot
+    (final and max |.|), consistent with the per-trajectory energies in observables."""
+    import csv
+
+    cfg = {"name": "drift", "system": {"model": "tully_simple"},
+           "initial": {"position_bohr": -3.0, "momentum_au": 15.0, "width_bohr": 1.0,
+                       "n_trajectories": 6, "seed": 1},
+           "method": "ehrenfest_qc", "dynamics": {"dt_au": 10.0, "t_final_au": 400.0}}
+    run_study(parse_config(cfg), tmp_path, progress=False)
+    obs = aggregate(tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "energy_drift.csv")))
+    assert len(rows) == 6 and list(rows[0]) == ["trajectory", "e_tot_initial", "drift_final", "drift_max_abs"]
+    e = obs["e_tot_traj"]
+    for i, r in enumerate(rows):
+        assert float(r["drift_final"]) == pytest.approx(e[-1, i] - e[0, i], abs=1e-12)
+        assert float(r["drift_max_abs"]) == pytest.approx(np.abs(e[:, i] - e[0, i]).max(), abs=1e-12)
+        assert float(r["drift_max_abs"]) < 1e-8  # energy_correction: rescale (default)

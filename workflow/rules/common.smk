@@ -15,7 +15,7 @@ _SYSTEM_KEYS = ("model", "model_params", "random_phases", "phase_kind", "molecul
 # keys of a system entry that are top-level sections of the single-study config
 _SECTION_KEYS = ("initial", "dynamics", "fields", "hopping", "output")
 # keys of a system entry that only steer the workflow
-_WORKFLOW_KEYS = ("methods", "exact", "ranks")
+_WORKFLOW_KEYS = ("methods", "exact", "ranks", "analysis")
 
 STUDY = config["study"]
 STUDY_DIR = f"{config['results']}/{STUDY}"
@@ -28,6 +28,35 @@ def _deep_merge(base, over):
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def _n_atoms(xyz):
+    try:
+        with open(xyz) as fh:
+            return int(fh.readline().split()[0])
+    except (ValueError, IndexError):
+        return -1
+
+
+def _check_analysis(name, s):
+    """systems.<name>.analysis: validated by qhd_aimd (atom indices against the xyz file)."""
+    if "analysis" not in s:
+        return []
+    where = f"systems.{name}"
+    if "molecule" not in s:
+        return [f"{where}.analysis: internal coordinates apply to molecules only"]
+    from qhd_aimd.analysis.coordinates import parse_analysis
+    from qhd_aimd.errors import ConfigError
+
+    try:
+        spec = parse_analysis(s["analysis"]).coordinates
+        if os.path.exists(s["molecule"]["xyz"]):
+            with open(s["molecule"]["xyz"]) as fh:
+                spec.check_atoms(int(fh.readline().split()[0]), f"{where}.analysis.coordinates")
+    except ConfigError as exc:
+        msg = str(exc)
+        return [msg if msg.startswith(where) else f"{where}.{msg}"]
+    return []
 
 
 def _check_systems():
@@ -48,13 +77,15 @@ def _check_systems():
             if "sampling" in s["initial"]:
                 errors.append(f"{where}.initial.sampling: applies to molecules only")
         else:
-            if s.get("exact"):
-                errors.append(f"{where}.exact: available for analytic models only")
             if not os.path.exists(s["molecule"]["xyz"]):
                 errors.append(f"{where}.molecule.xyz: file not found: {s['molecule']['xyz']}")
+            elif s.get("exact") and _n_atoms(s["molecule"]["xyz"]) != 2:
+                errors.append(f"{where}.exact: available for analytic models and diatomic "
+                              "molecules only")
             n_states = s.get("electronic", {}).get("n_states", 2)
             if s["initial"].get("state", 0) >= n_states:
                 errors.append(f"{where}.initial.state: must be < electronic.n_states ({n_states})")
+        errors += _check_analysis(name, s)
         if "n_trajectories" not in s["initial"]:
             errors.append(f"{where}.initial.n_trajectories: required")
         dyn = s.get("dynamics", {})
@@ -71,7 +102,8 @@ _check_systems()
 
 METHODS = sorted({m for s in SYSTEMS.values() for m in s["methods"]})
 MOLECULES = [n for n, s in SYSTEMS.items() if "molecule" in s]
-EXACT_SYSTEMS = [n for n, s in SYSTEMS.items() if "model" in s and s.get("exact", True)]
+# models: exact by default; molecules: on request (diatomics only, checked above)
+EXACT_SYSTEMS = [n for n, s in SYSTEMS.items() if s.get("exact", "model" in s)]
 JOBS = [(n, m) for n, s in SYSTEMS.items() for m in s["methods"]]
 SYSTEM_REGEX = "|".join(map(re.escape, SYSTEMS))
 METHOD_REGEX = "|".join(map(re.escape, METHODS))
@@ -117,11 +149,32 @@ def system_yaml(wildcards):
                           sort_keys=False)
 
 
+def system_ranks(name):
+    """MPI ranks of the swarm jobs of system `name`: systems.<name>.ranks, else mpi.ranks, at most
+    one per trajectory (a pure function of the config: the same in the submitting Snakemake and
+    inside a cluster job)."""
+    s = _deep_merge(config.get("defaults", {}), SYSTEMS[name])
+    n = s.get("ranks", config["mpi"]["ranks"])
+    return max(1, min(int(n), int(s["initial"]["n_trajectories"])))
+
+
 def ranks(wildcards):
-    """MPI ranks of a swarm job: systems.<name>.ranks, else mpi.ranks, at most one per trajectory.
-    Used as the rule's threads; Snakemake lowers threads to --cores locally, and tasks follow."""
-    n = SYSTEMS[wildcards.system].get("ranks", config["mpi"]["ranks"])
-    return max(1, min(int(n), int(SYSTEMS[wildcards.system]["initial"]["n_trajectories"])))
+    """MPI ranks of a swarm job (see system_ranks); the rule's threads and SLURM tasks."""
+    return system_ranks(wildcards.system)
+
+
+def launch_ranks(wildcards, threads, resources):
+    """Ranks on the launcher's command line. Locally: the threads, which Snakemake lowers to
+    --cores. Inside a cluster job (remote execution): the job's tasks, from the config - the
+    job's own Snakemake runs with `--cores all`, which may be fewer CPUs than the allocation's
+    tasks (multi-node), and must not shrink the MPI world."""
+    return int(resources.tasks) if workflow.remote_exec else int(threads)
+
+
+# one-rank swarms run without an MPI launcher (rule swarm), the others under one (rule swarm_mpi)
+_NEVER = "(?!x)x"
+SERIAL_SYSTEM_REGEX = "|".join(re.escape(n) for n in SYSTEMS if system_ranks(n) == 1) or _NEVER
+MPI_SYSTEM_REGEX = "|".join(re.escape(n) for n in SYSTEMS if system_ranks(n) > 1) or _NEVER
 
 
 def system_files(wildcards):
@@ -136,6 +189,33 @@ def swarm_inputs(wildcards):
     if wildcards.system in MOLECULES:
         inputs["ic"] = f"{STUDY_DIR}/{wildcards.system}/prepare/initial_conditions.h5"
     return inputs
+
+
+def analysis_yaml(wildcards):
+    """`analysis:` section of a system, for `qhd-aimd coordinates --config`."""
+    return yaml.safe_dump({"analysis": SYSTEMS[wildcards.system].get("analysis", {})},
+                          sort_keys=False)
+
+
+ANALYSIS_SYSTEMS = [n for n in MOLECULES
+                    if SYSTEMS[n].get("analysis", {}).get("coordinates")]
+
+
+def report_extras(wildcards=None):
+    """Molecules: exported trajectories (extxyz) and internal coordinates, linked/plotted by the
+    report."""
+    out = [f"{STUDY_DIR}/{s}/{m}/extxyz" for s, m in JOBS if s in MOLECULES]
+    out += [f"{STUDY_DIR}/{s}/{m}/coordinates.csv" for s, m in JOBS if s in ANALYSIS_SYSTEMS]
+    return out
+
+
+def link_initial_conditions(wildcards, input):
+    """Shell prefix of the swarm rules: molecules link the system's prepared initial conditions
+    into the run directory (where `qhd-aimd run` looks for them)."""
+    if "ic" not in input.keys():
+        return ""
+    return (f"ln -sfn ../prepare/initial_conditions.h5 "
+            f"{os.path.dirname(input.study)}/initial_conditions.h5 && ")
 
 
 def report_runs(wildcards=None):

@@ -54,13 +54,13 @@ rule prepare:
 
 
 rule exact:
-    """Analytic models: exact split-operator quantum reference (populations, D_01, scattering)."""
+    """Exact split-operator quantum reference (populations, D_01): analytic models (+ scattering
+    tables) and diatomic molecules (SA-CASSCF curves scanned first, + exact_bond.csv)."""
     input:
         study=f"{STUDY_DIR}/{{system}}/system.yaml",
     output:
         populations=f"{STUDY_DIR}/{{system}}/exact/exact_populations.csv",
         coherence=f"{STUDY_DIR}/{{system}}/exact/exact_coherence.csv",
-        scattering=f"{STUDY_DIR}/{{system}}/exact/exact_scattering.csv",
         h5=f"{STUDY_DIR}/{{system}}/exact/exact.h5",
     params:
         out=lambda wc, output: os.path.dirname(output.h5),

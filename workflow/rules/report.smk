@@ -20,6 +20,7 @@ rule report:
     input:
         runs=report_runs(),
         exact=report_exact(),
+        extras=report_extras(),
         study=f"{STUDY_DIR}/study_config.yaml",
     output:
         page=report(
@@ -40,6 +41,7 @@ rule report:
         title=study_title(),
     log:
         f"{LOG_DIR}/report.log",
+    localrule: True  # light post-processing: on the submit host, not a cluster job
     conda:
         "../../envs/qhd_aimd.yaml"
     shell:

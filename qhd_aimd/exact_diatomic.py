@@ -1,0 +1,538 @@
+"""Exact quantum reference for a diatomic molecule on its own ab initio (SA-CASSCF) surfaces.
+
+Two adiabatic states u_0, u_1 and one nuclear coordinate, the bond length R (rotation neglected,
+J = 0; the centre of mass is separated exactly, so the vibrational mass is the reduced mass
+mu = M_A M_B / (M_A + M_B) of the isotopic masses the swarm uses, ``backend.masses``).
+
+1. Curves (``scan_curves``): the backend's SA-CASSCF (same method, basis, active space, charge,
+   spin as the swarm) on a grid R_0 < ... < R_{K-1}, each point warm-started from its neighbour,
+   walking outwards from the geometry of the study's xyz file; energies E_n(R_i) and the step
+   overlaps S_i = <u_n(R_i)|u_m(R_{i+1})> (``backend.overlap``). The solver's sign of every state
+   at every point is kept as it comes.
+2. Diabatisation (``diabatize``), exact for two states and one coordinate: the adiabatic-to-
+   diabatic rotation by the mixing angle theta(R) = int d_01 dR is carried from point to point by
+   the orthogonal polar factor of the step overlap, U_i = S_i (S_i^T S_i)^(-1/2) (Loewdin), exactly
+   as the swarm carries rho_el:  A_{i+1} = U_i^T A_i, A_0 = 1, where column a of A_i holds diabat a
+   in the adiabatic basis of R_i; H_d(R_i) = A_i^T diag(E(R_i)) A_i. A sign flip of u_n at R_i
+   flips row n of A_i and nothing else, so H_d is unchanged at every point (a flip at R_0 flips
+   one diabat globally: a constant gauge of the diabatic basis); no sign is ever chosen, compared
+   or aligned (tests: random signs per grid point). The per-step angle |dtheta_i| = arcsin|U_i,01|
+   is sign-invariant and gives |d_01| on the mid points; the polar factor of the exact two-state
+   overlap differs from the rotation by int d_01 dR by O(h^3) per step (the out-of-space part of
+   S is symmetric to that order), so theta converges as h^2 and the check is grid refinement.
+   Grid (``adaptive_grid``): uniform spacing ``dr`` and every step whose |dtheta| exceeds
+   ``max_angle`` bisected until it does not (the coupling peak at an avoided crossing gets
+   resolved automatically); convergence in (dr, max_angle) is shown on the populations
+   (docs/validation/exact_diatomic_convergence.py).
+3. Propagation: the diabatic elements (smooth) are interpolated by cubic splines onto a uniform
+   periodic FFT grid and propagated with ``qhd_aimd.exact.propagate`` (Strang split operator,
+   exact 2x2 potential exponential). Initial state: vibrational eigenstates chi_v of the lower
+   adiabat E_0(R) (Born-Oppenheimer, no diagonal correction; FFT kinetic matrix on the same grid)
+   placed on the adiabatic state ``initial.state`` (the adiabatic electronic factor built from the
+   gauge-invariant projector, ``exact._initial_electronic``). 0 K: chi_0 only (what the swarm's
+   0 K Wigner sampling represents -- the swarm samples the *harmonic* RHF ground state, see
+   docs/physics.md); T > 0: Boltzmann mixture p_v ~ exp(-(E_v - E_0)/kT) over v (states with
+   p_v > 1e-6), propagated one by one; populations, densities and bond statistics are averaged
+   with p_v, and D_01 is the p_v-average of the per-state D_01.
+4. Observables: adiabatic populations P_n(t); D_01 = int |psi_0^ad|^2 |psi_1^ad|^2 / n dR; mean and
+   spread of R on each adiabat (``exact_bond.csv``).
+
+Units: bohr, hartree, m_e, atomic time units inside; fs only in the csv time column.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.fft as sfft
+from scipy.interpolate import CubicSpline
+
+from qhd_aimd.errors import ConfigError
+from qhd_aimd.exact import EDGE_TOL, Grid, _initial_electronic, propagate
+from qhd_aimd.units import AUT_FS, HARTREE_EV, KB_HARTREE_PER_K
+
+#: default electronic grid: spacing (bohr) and largest mixing-angle change per step (rad)
+DR_BOHR = 0.1
+MAX_ANGLE = 0.02
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+@dataclass
+class DiatomicCurves:
+    """Two adiabatic curves on a grid, with the step overlaps as the solver gave them.
+
+    r_bohr (K,) ascending; energies (K, 2) hartree; overlaps (K-1, 2, 2) real,
+    S_i[n, m] = <u_n(R_i)|u_m(R_{i+1})>; reduced_mass (m_e).
+    """
+
+    r_bohr: np.ndarray
+    energies: np.ndarray
+    overlaps: np.ndarray
+    reduced_mass: float
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.r_bohr = np.asarray(self.r_bohr, float)
+        self.energies = np.asarray(self.energies, float)
+        self.overlaps = np.real(np.asarray(self.overlaps))
+        k = len(self.r_bohr)
+        if self.energies.shape != (k, 2) or self.overlaps.shape != (k - 1, 2, 2):
+            raise ValueError("curves: need energies (K, 2) and overlaps (K-1, 2, 2)")
+        if np.any(np.diff(self.r_bohr) <= 0):
+            raise ValueError("curves: r_bohr must be strictly ascending")
+
+    def save(self, path) -> None:
+        import h5py
+        with h5py.File(path, "w") as f:
+            for key in ("r_bohr", "energies", "overlaps"):
+                f[key] = getattr(self, key)
+            f.attrs["reduced_mass"] = self.reduced_mass
+            for key, val in self.meta.items():
+                f.attrs[f"meta_{key}"] = str(val)
+
+    @classmethod
+    def load(cls, path) -> "DiatomicCurves":
+        import h5py
+        with h5py.File(path, "r") as f:
+            meta = {k[5:]: v for k, v in f.attrs.items() if k.startswith("meta_")}
+            return cls(f["r_bohr"][()], f["energies"][()], f["overlaps"][()],
+                       float(f.attrs["reduced_mass"]), meta)
+
+
+def bond_positions(x_ref: np.ndarray, r: float) -> np.ndarray:
+    """(6,) bohr: the two atoms of ``x_ref`` (6,) moved along their bond axis to distance r about
+    their mid point (energies and overlaps depend on r only)."""
+    a, b = np.asarray(x_ref, float).reshape(2, 3)
+    axis = (b - a) / np.linalg.norm(b - a)
+    mid = 0.5 * (a + b)
+    return np.concatenate([mid - 0.5 * r * axis, mid + 0.5 * r * axis])
+
+
+def _compute_chain(backend, x_ref, rs, start: int, info: dict):
+    """Electronic data at every r in ``rs``: the point ``start`` first (cold, like the swarm's
+    first step), then outwards, each warm-started from its inner neighbour."""
+    data = [None] * len(rs)
+    data[start] = backend.compute(bond_positions(x_ref, rs[start]))
+    for i in range(start + 1, len(rs)):
+        data[i] = backend.compute(bond_positions(x_ref, rs[i]), reference=data[i - 1])
+    for i in range(start - 1, -1, -1):
+        data[i] = backend.compute(bond_positions(x_ref, rs[i]), reference=data[i + 1])
+    info["n_points"] = info.get("n_points", 0) + len(rs)
+    return data
+
+
+def step_angle(s: np.ndarray) -> np.ndarray:
+    """|dtheta| (rad) of 2x2 step overlaps s (..., 2, 2): arcsin |U_01| of the Loewdin polar
+    factor U = S (S^T S)^(-1/2). Invariant under any sign of any state at either point."""
+    u = polar(s)
+    return np.arcsin(np.clip(np.abs(u[..., 0, 1]), 0.0, 1.0))
+
+
+def polar(s: np.ndarray) -> np.ndarray:
+    """Orthogonal polar factor S (S^T S)^(-1/2) of real square matrices (..., n, n) (via SVD)."""
+    w, _, vt = np.linalg.svd(np.real(s))
+    return w @ vt
+
+
+def adaptive_grid(compute_pair, r_lo: float, r_hi: float, dr: float = DR_BOHR,
+                  max_angle: float = MAX_ANGLE, min_dr: float = 1e-3, min_sv_ratio: float = 0.9):
+    """Uniform grid of spacing <= ``dr`` on [r_lo, r_hi], bisected where a step's |dtheta|
+    exceeds ``max_angle`` or where the step overlap is far from orthogonal (ratio of its singular
+    values below ``min_sv_ratio``: the two-state space itself changes along the step).
+
+    ``compute_pair(r_list)`` returns (energies (K, 2), overlaps (K-1, 2, 2)) for an ascending
+    list; it is called again with the refined list until no step needs bisection (steps are
+    never made shorter than ``min_dr``). A step of ``min_dr`` whose angle still exceeds
+    ``max_angle`` with an orthogonal overlap is an exact crossing (the states swap; the
+    transported frame turns through it, H_d stays smooth) and is kept; one whose overlap is still
+    not orthogonal is a discontinuity of the solver's two-state space (e.g. an active-space
+    switch), where no diabatisation exists: ``ConfigError`` naming R. Returns
+    (r (K,), energies, overlaps, rounds).
+    """
+    n = max(2, math.ceil((r_hi - r_lo) / dr) + 1)
+    rs = list(np.linspace(r_lo, r_hi, n))
+    for rounds in range(1, 30):
+        e, s = compute_pair(rs)
+        ang = step_angle(s)
+        sv = np.linalg.svd(s, compute_uv=False)
+        ratio = sv[:, -1] / np.maximum(sv[:, 0], 1e-300)
+        steps = np.diff(rs)
+        short = steps <= 2 * min_dr
+        broken = np.nonzero(short & (ratio < min_sv_ratio))[0]
+        if len(broken):
+            i = int(broken[0])
+            raise ConfigError(
+                f"exact: the two electronic states change discontinuously between R = {rs[i]:.4f} "
+                f"and {rs[i + 1]:.4f} bohr (step overlap singular values "
+                f"{np.array2string(sv[i], precision=3)}): an active-space switch of the solver; "
+                "no diabatisation exists there -- choose another active space or scan range")
+        bad = np.nonzero(((ang > max_angle) | (ratio < min_sv_ratio)) & ~short)[0]
+        if len(bad) == 0:
+            return np.asarray(rs), e, s, rounds
+        rs = sorted(set(rs) | {0.5 * (rs[i] + rs[i + 1]) for i in bad})
+    raise ConfigError(f"exact: the mixing angle did not resolve to {max_angle} rad per step "
+                      "(discontinuous electronic states along R?)")
+
+
+def scan_curves(backend, x_ref, r_lo: float, r_hi: float, *, dr: float = DR_BOHR,
+                max_angle: float = MAX_ANGLE, progress=None) -> DiatomicCurves:
+    """SA-CASSCF curves of a diatomic (``backend``: ``CasscfBackend`` with 2 states) on an
+    adaptive grid (``adaptive_grid``) between ``r_lo`` and ``r_hi`` (bohr); the geometry is
+    ``x_ref`` (6,) bohr with the bond stretched along its axis. Points already computed are
+    reused when the grid is refined (each new point warm-started from its inner neighbour)."""
+    if backend.n_states != 2:
+        raise ConfigError("exact: diatomic references need system.electronic.n_states: 2")
+    x_ref = np.asarray(x_ref, float)
+    r0 = float(np.linalg.norm(x_ref[3:] - x_ref[:3]))
+    cache: dict[float, object] = {}
+    info: dict = {}
+
+    def compute_pair(rs):
+        new = [r for r in rs if r not in cache]
+        if not cache:
+            start = int(np.argmin(np.abs(np.asarray(new) - r0)))
+            for r, d in zip(new, _compute_chain(backend, x_ref, new, start, info)):
+                cache[r] = d
+        else:
+            for r in new:  # bisection points: warm start from the inner neighbour
+                inner = max(q for q in cache if q < r)
+                cache[r] = backend.compute(bond_positions(x_ref, r), reference=cache[inner])
+            info["n_points"] = len(cache)
+        if progress:
+            progress(f"exact: {len(cache)} points")
+        e = np.array([cache[r].energies for r in rs])
+        s = np.array([np.real(backend.overlap(cache[a], cache[b]))
+                      for a, b in zip(rs[:-1], rs[1:])])
+        return e, s
+
+    wall = time.perf_counter()
+    r, e, s, rounds = adaptive_grid(compute_pair, r_lo, r_hi, dr, max_angle)
+    m = np.asarray(backend.masses, float)[::3]
+    mu = float(m[0] * m[1] / (m[0] + m[1]))
+    return DiatomicCurves(r, e, s, mu, meta={"dr": dr, "max_angle": max_angle, "rounds": rounds,
+                                             "r_ref": r0, "wall_s": time.perf_counter() - wall,
+                                             "masses": m.tolist()})
+
+
+# ----------------------------------------------------------------------------- diabatisation
+
+
+@dataclass
+class Diabatic:
+    """Diabatic representation on the curve grid: h (K, 2, 2) hartree, frames (K, 2, 2)
+    (column a = diabat a in the adiabatic basis at R_i), abs_coupling (K-1,) |d_01| at the mid
+    points (1/bohr)."""
+
+    r_bohr: np.ndarray
+    h: np.ndarray
+    frames: np.ndarray
+    abs_coupling: np.ndarray
+
+
+def diabatize(curves: DiatomicCurves) -> Diabatic:
+    """Exact two-state diabatisation by overlap transport of the ADT frame (module docstring)."""
+    u = polar(curves.overlaps)
+    k = len(curves.r_bohr)
+    frames = np.empty((k, 2, 2))
+    frames[0] = np.eye(2)
+    for i in range(k - 1):
+        frames[i + 1] = u[i].T @ frames[i]
+    h = np.einsum("kna,kn,knb->kab", frames, curves.energies, frames)
+    h = 0.5 * (h + np.swapaxes(h, 1, 2))
+    abs_d = step_angle(curves.overlaps) / np.diff(curves.r_bohr)
+    return Diabatic(curves.r_bohr, h, frames, abs_d)
+
+
+def coupling_from_diabatic(h: np.ndarray, dh: np.ndarray) -> np.ndarray:
+    """|d_01| = |dtheta/dR| (1/bohr) of a real 2x2 diabatic Hamiltonian h (..., 2, 2) with
+    derivative dh: theta = atan2(2 H01, H00 - H11) / 2."""
+    delta, h01 = h[..., 0, 0] - h[..., 1, 1], h[..., 0, 1]
+    ddelta, dh01 = dh[..., 0, 0] - dh[..., 1, 1], dh[..., 0, 1]
+    return np.abs((dh01 * delta - h01 * ddelta) / (delta**2 + 4 * h01**2))
+
+
+@dataclass(frozen=True, eq=False)
+class SplineModel:
+    """Diabatic 1-D model from a ``Diabatic`` on its grid (cubic splines of the three elements),
+    with the interface ``qhd_aimd.exact.propagate`` needs (``h``, ``dim``, ``n_states``,
+    ``mass``, ``name``). ``h(x)`` refuses points outside the curve grid."""
+
+    dia: Diabatic
+    mass: float
+    name: str = "diatomic"
+    dim: int = 1
+    n_states: int = 2
+
+    def __post_init__(self):
+        r = self.dia.r_bohr
+        object.__setattr__(self, "_spl", [CubicSpline(r, self.dia.h[:, a, b])
+                                          for a, b in ((0, 0), (0, 1), (1, 1))])
+
+    def h(self, x):
+        x = np.asarray(x, float)[..., 0]
+        r = self.dia.r_bohr
+        if np.any(x < r[0] - 1e-9) or np.any(x > r[-1] + 1e-9):
+            raise ConfigError(f"exact: grid point outside the scanned range "
+                              f"[{r[0]:.3f}, {r[-1]:.3f}] bohr")
+        h00, h01, h11 = (s(x) for s in self._spl)
+        return np.stack([np.stack([h00, h01], -1), np.stack([h01, h11], -1)], -2)
+
+    def dh(self, x):
+        x = np.asarray(x, float)[..., 0]
+        d00, d01, d11 = (s(x, 1) for s in self._spl)
+        return np.stack([np.stack([d00, d01], -1), np.stack([d01, d11], -1)], -2)[..., None, :, :]
+
+    def max_momentum_transfer(self):
+        return (None,)
+
+
+# ----------------------------------------------------------------------------- propagation
+
+
+def vibrational_states(model: SplineModel, grid: Grid, n: int):
+    """Lowest ``n`` eigenpairs of -1/(2 mu) d^2/dR^2 + E_0(R) on the periodic grid (FFT kinetic
+    matrix): energies (n,) hartree, states (n, G) normalised to sum |chi|^2 dR = 1."""
+    from scipy.linalg import eigh
+
+    r = grid.axes[0]
+    g = len(r)
+    e0 = np.linalg.eigvalsh(model.h(r[:, None]))[:, 0]
+    k = grid.momenta()[0]
+    t = np.real(sfft.ifft(k[:, None] ** 2 / (2 * model.mass) * sfft.fft(np.eye(g), axis=0), axis=0))
+    w, v = eigh(0.5 * (t + t.T) + np.diag(e0), subset_by_index=[0, n - 1])
+    return w, v.T / math.sqrt(grid.spacing[0])
+
+
+def make_diatomic_grid(model: SplineModel, e_ceiling: float, t_final: float, r_start: float,
+                       p_factor: float = 2.0, pad: float = 1.0, dx: float | None = None,
+                       wall_ev: float = 1.0) -> Grid:
+    """Uniform periodic grid inside the scanned range: the momentum bound p_max =
+    sqrt(2 mu (e_ceiling - min E_0)), spacing pi / (p_factor p_max); the inner edge where the
+    lower adiabat first exceeds e_ceiling + ``wall_ev`` walking inwards from ``r_start``
+    (classically forbidden by > 1 eV by default), the outer edge r_start + p_max/mu t_final +
+    ``pad`` bohr, both clipped to the scan. ``inner`` (region for the edge check) is [inner edge, outer edge - ``pad``]; a
+    scan that does not reach the wall raises ``ConfigError``."""
+    r = model.dia.r_bohr
+    fine = np.linspace(r[0], r[-1], 4001)
+    e_lo = np.linalg.eigvalsh(model.h(fine[:, None]))[:, 0]
+    p_max = math.sqrt(2 * model.mass * max(e_ceiling - e_lo.min(), 1e-6))
+    inside = fine <= r_start
+    high = np.nonzero(inside & (e_lo > e_ceiling + wall_ev / HARTREE_EV))[0]
+    if not len(high):
+        raise ConfigError(f"exact: the scanned range starts at {r[0]:.3f} bohr, where the lower "
+                          f"curve is not yet {wall_ev} eV above the initial energy; scan shorter "
+                          "bonds")
+    lo = fine[high[-1]]
+    hi = min(r[-1], r_start + p_max / model.mass * t_final + pad)
+    h = dx if dx is not None else math.pi / (p_factor * p_max)
+    npts = sfft.next_fast_len(math.ceil((hi - lo) / h))
+    npts += npts % 2
+    ax = lo + (hi - lo) / npts * np.arange(npts)
+    return Grid(axes=[ax], inner=[(lo, hi - pad)], p_max=[p_max], strict=[False])
+
+
+@dataclass
+class DiatomicResult:
+    """Exact diatomic dynamics: time_au (T,), populations (T, 2), decoherence (T,) D_01,
+    bond_mean / bond_std (T, 2) bohr per adiabatic state (nan when empty), energy (T,)
+    (p_v-averaged <H>), norm (T,), vib_energies / vib_weights (V,), grid info, per-run results."""
+
+    time_au: np.ndarray
+    populations: np.ndarray
+    decoherence: np.ndarray
+    bond_mean: np.ndarray
+    bond_std: np.ndarray
+    energy: np.ndarray
+    norm: np.ndarray
+    vib_energies: np.ndarray
+    vib_weights: np.ndarray
+    runs: list
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def time_fs(self):
+        return self.time_au * AUT_FS
+
+    @property
+    def edge_probability(self) -> float:
+        return max(r.edge_probability for r in self.runs)
+
+
+def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples: int, *,
+                       temperature_K: float = 0.0, dt_max: float = 1.0, p_factor: float = 2.0,
+                       pad: float = 1.0, dx: float | None = None, max_vib: int = 30,
+                       wall_ev: float = 1.0, warn: bool = True) -> DiatomicResult:
+    """Exact dynamics of the vibrational ground state (or Boltzmann mixture) of E_0 placed on the
+    adiabatic state ``state``; samples every ``dt`` (a.u.) for ``n_samples`` intervals."""
+    if state not in (0, 1):
+        raise ConfigError(f"initial.state {state}: a diatomic reference has states 0 and 1")
+    dia = diabatize(curves)
+    model = SplineModel(dia, curves.reduced_mass)
+    t_final = dt * n_samples
+    # energy ceiling: the initial energy on `state` plus a margin for the mixture / spread
+    r_eq = curves.r_bohr[np.argmin(curves.energies[:, 0])]
+    e_state = float(np.interp(r_eq, curves.r_bohr, curves.energies[:, state]))
+    e_ceiling = e_state + 0.5 / HARTREE_EV + 10 * KB_HARTREE_PER_K * temperature_K
+    grid = make_diatomic_grid(model, e_ceiling, t_final, r_eq, p_factor, pad, dx, wall_ev)
+    n_v = 1 if temperature_K <= 0 else max_vib
+    e_v, chi = vibrational_states(model, grid, n_v)
+    if temperature_K > 0:
+        w = np.exp(-(e_v - e_v[0]) / (KB_HARTREE_PER_K * temperature_K))
+        keep = w / w.sum() > 1e-6
+        if keep[-1] and n_v > 1:
+            raise ConfigError(f"exact: initial.temperature_K {temperature_K} populates more than "
+                              f"{max_vib} vibrational states")
+        e_v, chi, w = e_v[keep], chi[keep], w[keep] / w[keep].sum()
+    else:
+        w = np.ones(1)
+    r = grid.axes[0]
+    _, vecs = np.linalg.eigh(model.h(r[:, None]))
+    ref = vecs[int(np.argmax(np.abs(chi[0])))][:, state]
+    elec = _initial_electronic(vecs, ref, state)  # (G, 2)
+    bond_acc = [np.zeros((n_samples + 1, 2)) for _ in range(3)]  # sum p_v w_n, <R>, <R^2>
+    u_dag = np.swapaxes(vecs, -1, -2)  # (G, n_ad, n_diab)
+
+    runs = []
+    for v, (wv, cv) in enumerate(zip(w, chi)):
+        def snap(i, psi, wv=wv):
+            rho = np.abs(np.einsum("gna,ag->ng", u_dag, psi)) ** 2 * grid.dv  # (2, G)
+            bond_acc[0][i] += wv * rho.sum(1)
+            bond_acc[1][i] += wv * rho @ r
+            bond_acc[2][i] += wv * rho @ r**2
+        psi0 = (elec * cv[:, None]).T.astype(complex)
+        res = propagate(model, [r_eq], [0.0], [1.0], state, dt, n_samples, dt_max=dt_max,
+                        grid=grid, warn=warn, snapshot=snap, psi0=psi0)
+        runs.append(res)
+    pops = sum(wv * res.populations for wv, res in zip(w, runs))
+    deco = sum(wv * res.decoherence for wv, res in zip(w, runs))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(bond_acc[0] > 1e-12, bond_acc[1] / bond_acc[0], np.nan)
+        var = np.where(bond_acc[0] > 1e-12, bond_acc[2] / bond_acc[0] - mean**2, np.nan)
+    return DiatomicResult(
+        time_au=runs[0].time_au, populations=pops, decoherence=deco, bond_mean=mean,
+        bond_std=np.sqrt(np.maximum(var, 0.0)),
+        energy=sum(wv * res.energy for wv, res in zip(w, runs)),
+        norm=sum(wv * res.norm for wv, res in zip(w, runs)), vib_energies=e_v, vib_weights=w,
+        runs=runs,
+        meta={"grid_points": len(r), "grid_spacing_bohr": grid.spacing[0],
+              "grid_bounds_bohr": (float(r[0]), float(r[-1])), "p_max_au": grid.p_max[0],
+              "dt_internal_au": runs[0].dt_internal, "reduced_mass_me": curves.reduced_mass,
+              "r_eq_bohr": float(r_eq), "state": state, "temperature_K": temperature_K,
+              "curve_points": len(curves.r_bohr),
+              "edge_probability": max(r_.edge_probability for r_ in runs),
+              "momentum_edge_probability": max(r_.momentum_edge_probability for r_ in runs)})
+
+
+# ----------------------------------------------------------------------------- study level
+
+
+def scan_range(cfg) -> tuple[float, float]:
+    """Default scanned range (bohr): 0.5 R_xyz to R_xyz + 12 bohr (``make_diatomic_grid``
+    refuses a scan that misses the inner wall; the edge check warns when the packet reaches the
+    outer end)."""
+    from qhd_aimd.prepare.molecule import read_xyz
+    _, x = read_xyz(cfg.system.molecule.xyz)
+    r0 = float(np.linalg.norm(x[3:] - x[:3]))
+    return 0.5 * r0, r0 + 12.0
+
+
+def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: float = MAX_ANGLE,
+                       r_range: tuple[float, float] | None = None, dt_max: float = 1.0,
+                       p_factor: float = 2.0, pad: float = 1.0, dx: float | None = None,
+                       curves: DiatomicCurves | None = None, progress=None,
+                       wall_ev: float = 1.0,
+                       warn: bool = True) -> tuple[DiatomicCurves, DiatomicResult]:
+    """Curves (or ``out_dir/exact_curves.h5`` when it exists with the same dr, max_angle and
+    range) and exact dynamics for a diatomic molecule study (``StudyConfig``)."""
+    from qhd_aimd.electronic import make_backend
+    from qhd_aimd.prepare.molecule import read_xyz
+
+    mol = cfg.system.molecule
+    if mol is None:
+        raise ConfigError("exact: system.molecule is required for a diatomic reference")
+    symbols, x = read_xyz(mol.xyz)
+    if len(symbols) != 2:
+        raise ConfigError(f"exact: system.molecule.xyz has {len(symbols)} atoms; the exact "
+                          "molecular reference is for diatomics only")
+    if cfg.system.electronic.n_states != 2:
+        raise ConfigError("exact: diatomic references need system.electronic.n_states: 2")
+    r_range = r_range or scan_range(cfg)
+    cache = Path(out_dir) / "exact_curves.h5" if out_dir is not None else None
+    if curves is None and cache is not None and cache.exists():
+        c = DiatomicCurves.load(cache)
+        if (float(c.meta.get("dr", -1)) == dr and float(c.meta.get("max_angle", -1)) == max_angle
+                and np.allclose([c.r_bohr[0], c.r_bohr[-1]], r_range)
+                and c.meta.get("method") == _method_tag(cfg)):
+            curves = c
+    if curves is None:
+        backend = make_backend(cfg, symbols)
+        curves = scan_curves(backend, x, *r_range, dr=dr, max_angle=max_angle, progress=progress)
+        curves.meta["method"] = _method_tag(cfg)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            curves.save(cache)
+    dyn = cfg.dynamics
+    res = propagate_diatomic(curves, cfg.initial.state, dyn.dt, dyn.n_steps,
+                             temperature_K=cfg.initial.temperature_K, dt_max=dt_max,
+                             p_factor=p_factor, pad=pad, dx=dx, wall_ev=wall_ev, warn=warn)
+    res.meta["name"] = cfg.name or ""
+    res.meta["method"] = _method_tag(cfg)
+    return curves, res
+
+
+def _method_tag(cfg) -> str:
+    el, mol = cfg.system.electronic, cfg.system.molecule
+    return (f"SA{el.n_states}-CASSCF({el.active_space[0]},{el.active_space[1]})/{el.basis} "
+            f"charge {mol.charge} 2S {mol.spin}")
+
+
+def write_exact_diatomic(curves: DiatomicCurves, res: DiatomicResult, out_dir) -> Path:
+    """``exact_populations.csv`` (time_fs, p0, p1), ``exact_coherence.csv`` (time_fs, d_0_1),
+    ``exact_bond.csv`` (time_fs, mean_r_0_bohr, std_r_0_bohr, mean_r_1_bohr, std_r_1_bohr: R on
+    each adiabat), ``exact_curves.csv`` (r_bohr, e0_hartree, e1_hartree, h00, h01, h11 diabatic,
+    abs_d01_per_bohr at the step to the next point) and ``exact.h5`` in ``out_dir``."""
+    import h5py
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t = res.time_fs
+    np.savetxt(out / "exact_populations.csv", np.column_stack([t, res.populations]),
+               delimiter=",", header="time_fs,p0,p1", comments="", fmt="%.10g")
+    np.savetxt(out / "exact_coherence.csv", np.column_stack([t, res.decoherence]),
+               delimiter=",", header="time_fs,d_0_1", comments="", fmt="%.10g")
+    np.savetxt(out / "exact_bond.csv",
+               np.column_stack([t, res.bond_mean[:, 0], res.bond_std[:, 0], res.bond_mean[:, 1],
+                                res.bond_std[:, 1]]), delimiter=",",
+               header="time_fs,mean_r_0_bohr,std_r_0_bohr,mean_r_1_bohr,std_r_1_bohr",
+               comments="", fmt="%.10g")
+    dia = diabatize(curves)
+    d = np.append(dia.abs_coupling, np.nan)
+    np.savetxt(out / "exact_curves.csv",
+               np.column_stack([curves.r_bohr, curves.energies, dia.h[:, 0, 0], dia.h[:, 0, 1],
+                                dia.h[:, 1, 1], d]), delimiter=",",
+               header="r_bohr,e0_hartree,e1_hartree,h00_hartree,h01_hartree,h11_hartree,"
+                      "abs_d01_per_bohr", comments="", fmt="%.12g")
+    path = out / "exact.h5"
+    with h5py.File(path, "w") as f:
+        for key in ("time_au", "populations", "decoherence", "bond_mean", "bond_std", "energy",
+                    "norm", "vib_energies", "vib_weights"):
+            f.create_dataset(key, data=np.asarray(getattr(res, key)))
+        f.create_dataset("time_fs", data=t)
+        f.attrs["model"] = "diatomic"
+        f.attrs["method"] = ("exact split-operator (Strang) on diabatised ab initio curves, J = 0, "
+                             "uniform periodic grid, no absorber")
+        for key, val in res.meta.items():
+            f.attrs[f"meta_{key}"] = str(val) if isinstance(val, (dict, tuple, list)) else val
+    return path
+
+
+__all__ = ["DiatomicCurves", "Diabatic", "SplineModel", "DiatomicResult", "scan_curves",
+           "adaptive_grid", "diabatize", "step_angle", "polar", "coupling_from_diabatic",
+           "propagate_diatomic", "run_exact_diatomic", "write_exact_diatomic", "bond_positions",
+           "vibrational_states", "make_diatomic_grid", "EDGE_TOL"]

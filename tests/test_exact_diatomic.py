@@ -1,0 +1,290 @@
+"""Exact diatomic reference (qhd_aimd.exact_diatomic): diabatisation, sign invariance, and the
+pipeline "adiabatic curves + step overlaps -> diabatic splines -> split operator" against the
+model's own exact reference (qhd_aimd.exact) on a Tully model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qhd_aimd.electronic.models import get_model
+from qhd_aimd.exact import make_grid, propagate
+from qhd_aimd.exact_diatomic import (DiatomicCurves, SplineModel, adaptive_grid,
+                                     coupling_from_diabatic, diabatize, propagate_diatomic,
+                                     step_angle)
+
+
+def _model_curves(model, r_lo, r_hi, dr=0.1, max_angle=0.02, signs=None, rng=None):
+    """Curves of an analytic 2-state model as a backend would give them: energies and step
+    overlaps of eigh's eigenvectors, each multiplied by a random sign per point (``rng``)."""
+    def pair(rs):
+        e, v = np.linalg.eigh(model.h(np.asarray(rs)[:, None]))
+        if rng is not None:
+            v = v * rng.choice([-1.0, 1.0], size=(len(rs), 1, 2))
+        s = np.einsum("kan,kam->knm", v[:-1], v[1:])
+        return e, s
+    r, e, s, _ = adaptive_grid(pair, r_lo, r_hi, dr, max_angle)
+    return DiatomicCurves(r, e, s, float(model.mass))
+
+
+def _analytic_coupling(model, r):
+    e, v = np.linalg.eigh(model.h(r[:, None]))
+    dh = model.dh(r[:, None])[:, 0]
+    return np.abs(np.einsum("ka,kab,kb->k", v[:, :, 0], dh, v[:, :, 1]) / (e[:, 1] - e[:, 0]))
+
+
+@pytest.fixture(scope="module")
+def tully():
+    return get_model("tully_simple")
+
+
+def test_diabatisation_reproduces_energies_and_coupling(tully):
+    curves = _model_curves(tully, -10.0, 10.0, rng=np.random.default_rng(3))
+    dia = diabatize(curves)
+    # energies: exactly the adiabatic ones at every grid point
+    assert np.max(np.abs(np.linalg.eigvalsh(dia.h) - curves.energies)) < 1e-13
+    # coupling: |dtheta/dR| of the diabatic splines vs the model's analytic |d_01| (peak 1.6
+    # /bohr at x=0); the adaptive grid (max_angle 0.02 rad) gives it to 0.6 %, and the error
+    # falls as the grid is refined (4x finer: 4x smaller)
+    r = np.linspace(-9.5, 9.5, 3001)
+    d_ref = _analytic_coupling(tully, r)
+    errs = []
+    for angle in (0.02, 0.005):
+        c = _model_curves(tully, -10.0, 10.0, max_angle=angle, rng=np.random.default_rng(3))
+        model = SplineModel(diabatize(c), c.reduced_mass)
+        d_spl = coupling_from_diabatic(model.h(r[:, None]), model.dh(r[:, None])[:, 0])
+        errs.append(np.max(np.abs(d_spl - d_ref)) / d_ref.max())
+    assert errs[0] < 1e-2 and errs[1] < errs[0] / 3
+    # the sign-invariant per-step magnitude on the mid points
+    mid = 0.5 * (curves.r_bohr[1:] + curves.r_bohr[:-1])
+    assert np.max(np.abs(dia.abs_coupling - _analytic_coupling(tully, mid))) < 1e-2 * d_ref.max()
+    # the adaptive grid resolves the coupling peak: no step turns by more than max_angle
+    assert step_angle(curves.overlaps).max() <= 0.02
+
+
+def test_random_signs_per_grid_point_change_nothing(tully):
+    base = _model_curves(tully, -10.0, 10.0)
+    dia0 = diabatize(base)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        flip = rng.choice([-1.0, 1.0], size=(len(base.r_bohr), 2))
+        s = base.overlaps * flip[:-1, :, None] * flip[1:, None, :]
+        dia = diabatize(DiatomicCurves(base.r_bohr, base.energies, s, base.reduced_mass))
+        # H_d identical up to the global sign of one diabat (a flip at R_0)
+        g = flip[0, 0] * flip[0, 1]
+        assert np.max(np.abs(dia.h[:, 0, 0] - dia0.h[:, 0, 0])) < 1e-13
+        assert np.max(np.abs(dia.h[:, 1, 1] - dia0.h[:, 1, 1])) < 1e-13
+        assert np.max(np.abs(dia.h[:, 0, 1] - g * dia0.h[:, 0, 1])) < 1e-13
+        assert np.max(np.abs(dia.abs_coupling - dia0.abs_coupling)) < 1e-12
+    # and the dynamics: a packet on the upper adiabat of a bound diatomic-like model
+    curves = _bound_curves()
+    ref = propagate_diatomic(curves, 1, 40.0, 10, warn=False)
+    rng = np.random.default_rng(7)
+    flip = rng.choice([-1.0, 1.0], size=(len(curves.r_bohr), 2))
+    s = curves.overlaps * flip[:-1, :, None] * flip[1:, None, :]
+    res = propagate_diatomic(DiatomicCurves(curves.r_bohr, curves.energies, s, curves.reduced_mass),
+                             1, 40.0, 10, warn=False)
+    assert np.max(np.abs(res.populations - ref.populations)) < 1e-12
+    assert np.max(np.abs(res.decoherence - ref.decoherence)) < 1e-12
+    assert np.nanmax(np.abs(res.bond_mean - ref.bond_mean)) < 1e-10
+    assert ref.populations[-1, 0] > 0.05  # something happened
+
+
+def test_tully_through_the_curve_pipeline_matches_model_reference(tully):
+    """tully_simple, k = 15, from x = -8: transmission populations of the model's exact
+    reference (diabatic H directly) vs curves + overlaps (random signs) -> diabatisation ->
+    splines, same Gaussian and grid."""
+    curves = _model_curves(tully, -50.0, 50.0, dr=0.05, max_angle=0.01,
+                           rng=np.random.default_rng(11))
+    spl = SplineModel(diabatize(curves), curves.reduced_mass)
+    kw = dict(x0=[-8.0], k0=[15.0], sigma=[1.0], state=0, dt=50.0, n_samples=30)
+    grid = make_grid(tully, kw["x0"], kw["k0"], kw["sigma"], 0, 1500.0)
+    assert grid.axes[0][0] > -50 and grid.axes[0][-1] < 50
+    ref = propagate(tully, grid=grid, **kw)
+    res = propagate(spl, grid=grid, **kw)
+    assert 0.2 < ref.populations[-1, 1] < 0.8
+    assert np.max(np.abs(res.populations - ref.populations)) < 1e-4
+    assert np.max(np.abs(res.decoherence - ref.decoherence)) < 1e-4
+
+
+class _Bound:
+    """Two crossing diabatic curves (Morse, repulsive exponential) with a Gaussian coupling
+    (diatomic-like: a bound lower state, a packet on the upper adiabat reaches the crossing)."""
+
+    def h(self, x):
+        r = x[..., 0]
+        v0 = 0.1 * (1 - np.exp(-1.0 * (r - 2.0))) ** 2
+        v1 = 0.12 * np.exp(-0.8 * (r - 2.0)) + 0.02
+        c = 0.004 * np.exp(-((r - 3.0) ** 2))
+        return np.stack([np.stack([v0, c], -1), np.stack([c, v1], -1)], -2)
+
+
+_BOUND = _Bound()
+
+
+def _bound_curves(mu=2000.0):
+    m = _BOUND
+
+    def pair(rs):
+        e, v = np.linalg.eigh(m.h(np.asarray(rs)[:, None]))
+        return e, np.einsum("kan,kam->knm", v[:-1], v[1:])
+    r, e, s, _ = adaptive_grid(pair, 1.0, 9.0, 0.05, 0.02)
+    return DiatomicCurves(r, e, s, mu)
+
+
+def test_vibrational_ground_state_and_stationarity():
+    curves = _bound_curves()
+    res = propagate_diatomic(curves, 0, 40.0, 10, warn=False)
+    # the vibrational ground state on the lower adiabat is stationary (to the coupling's
+    # off-diagonal kinetic terms, tiny here): populations and bond length constant
+    assert np.max(np.abs(res.populations[:, 0] - 1.0)) < 1e-5  # measured 1.3e-6
+    assert np.max(np.abs(res.bond_mean[:, 0] - res.bond_mean[0, 0])) < 1e-5
+    # its energy vs an independent finite-difference (3-point, h = 0.005) diagonalisation of
+    # -1/(2 mu) d2/dR2 + E_0(R), E_0 the exact lower eigenvalue of the model
+    r = np.arange(1.2, 8.0, 0.005)
+    e0 = np.linalg.eigvalsh(_BOUND.h(r[:, None]))[:, 0]
+    off = -0.5 / 2000.0 / 0.005**2
+    from scipy.linalg import eigh_tridiagonal
+    e_fd = eigh_tridiagonal(e0 - 2 * off, np.full(len(r) - 1, off), select="i",
+                            select_range=(0, 0))[0][0]
+    assert abs(res.vib_energies[0] - e_fd) < 1e-6
+    # and the Morse value E_0 = w/2 - w^2/(16 D) (w = a sqrt(2 D / mu)), up to the shift by
+    # the coupling to the upper state (~2e-5 here)
+    omega = 1.0 * math.sqrt(2 * 0.1 / 2000.0)
+    assert abs(res.vib_energies[0] - (omega / 2 - omega**2 / 1.6)) < 5e-5
+    assert res.norm.max() - 1 < 1e-10
+
+
+def test_thermal_mixture_weights():
+    curves = _bound_curves()
+    res = propagate_diatomic(curves, 0, 40.0, 2, temperature_K=3000.0, warn=False)
+    assert len(res.vib_weights) > 2 and abs(res.vib_weights.sum() - 1) < 1e-12
+    ratio = res.vib_weights[1] / res.vib_weights[0]
+    from qhd_aimd.units import KB_HARTREE_PER_K
+    assert abs(ratio - math.exp(-(res.vib_energies[1] - res.vib_energies[0])
+                                / (KB_HARTREE_PER_K * 3000.0))) < 1e-12
+    # <R> of the mixture: the weighted mean of the members' <R>
+    means = [float(r.mean_position_bohr[0]) for r in res.runs]
+    assert abs(res.bond_mean[0, 0] - np.dot(res.vib_weights, means)) < 1e-9
+
+
+def test_tables_and_report_bond_overlay(tmp_path):
+    """write_exact_diatomic -> load_exact (exact_bond.csv) -> fig_bond with a diatomic run's
+    swarm bond length read from trajectories.h5."""
+    import csv
+
+    import h5py
+
+    from qhd_aimd.report.html import Run, Section, fig_bond, load_exact, swarm_bond_length
+    from qhd_aimd.exact_diatomic import write_exact_diatomic
+
+    curves = _bound_curves()
+    res = propagate_diatomic(curves, 1, 40.0, 5, warn=False)
+    res.meta["name"] = "toy"
+    write_exact_diatomic(curves, res, tmp_path / "exact")
+    with open(tmp_path / "exact" / "exact_bond.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["time_fs", "mean_r_0_bohr", "std_r_0_bohr", "mean_r_1_bohr",
+                             "std_r_1_bohr"]
+    assert abs(float(rows[0]["mean_r_1_bohr"]) - res.bond_mean[0, 1]) < 1e-9
+    ex = load_exact(tmp_path / "exact")
+    assert ex.bond is not None and ex.populations["p"].shape == (6, 2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pos = np.zeros((6, 3, 6))
+    pos[..., 5] = np.array([2.0, 2.2, 2.4])[None, :]  # bonds along z
+    with h5py.File(run_dir / "trajectories.h5", "w") as f:
+        f["positions_bohr"] = pos
+        f["active"] = np.ones((6, 3), bool)
+    run = Run(run_dir, "ehrenfest", {"system": {"molecule": {"xyz": "x"}}}, "", {
+        "time_fs": res.time_fs}, {}, {})
+    b = swarm_bond_length(run)
+    assert np.allclose(b["mean"], 2.2) and np.allclose(b["std"], np.std([2.0, 2.2, 2.4]))
+    fig = fig_bond(Section("toy", "toy", [run], ex))
+    assert len(fig.axes[0].lines) == 4  # swarm mean, exact per state (2), exact total
+
+
+@pytest.mark.pyscf
+def test_casscf_curves_coupling_and_random_signs():
+    """LiH SA2-CASSCF(2,2)/STO-3G on R in [2.8, 3.8] bohr: |d_01| of the overlap-transported
+    diabatisation vs PySCF's analytic SA-CASSCF NAC projected on the bond; a backend that
+    multiplies every state by a random sign at every call gives the same diabatic H."""
+    from dataclasses import replace
+
+    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.exact_diatomic import bond_positions, scan_curves
+
+    backend = CasscfBackend(symbols=["Li", "H"], basis="sto-3g", ncas=2, nelecas=2, n_states=2)
+    x_ref = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    curves = scan_curves(backend, x_ref, 2.8, 3.8, dr=0.1, max_angle=0.02)
+    dia = diabatize(curves)
+    assert np.max(np.abs(np.linalg.eigvalsh(dia.h) - curves.energies)) < 1e-12
+    rng = np.random.default_rng(5)
+
+    class Flipping:
+        n_states, masses = backend.n_states, backend.masses
+
+        def compute(self, x, reference=None):
+            d = backend.compute(x, reference)
+            signs = rng.choice([-1.0, 1.0], size=2)
+            return replace(d, handle=d.handle.with_ci([s * c for s, c in zip(signs, d.handle.ci)]))
+
+        def overlap(self, a, b):
+            return backend.overlap(a, b)
+
+    flipped = diabatize(scan_curves(Flipping(), x_ref, 2.8, 3.8, dr=0.1, max_angle=0.02))
+    assert np.max(np.abs(flipped.h[:, 0, 0] - dia.h[:, 0, 0])) < 1e-9
+    assert np.max(np.abs(np.abs(flipped.h[:, 0, 1]) - np.abs(dia.h[:, 0, 1]))) < 1e-9
+    # analytic NAC at two mid points, along the bond: dx/dR = (-axis/2, +axis/2)
+    axis = np.array([0, 0, -0.5, 0, 0, 0.5])
+    for i in (1, len(curves.r_bohr) - 3):
+        r_mid = 0.5 * (curves.r_bohr[i] + curves.r_bohr[i + 1])
+        data = backend.compute(bond_positions(x_ref, r_mid))
+        _, nac = backend.derivatives(data)
+        d_an = abs(float(nac[0, 1] @ axis))
+        # measured: 0.13229 vs 0.13235, 0.20818 vs 0.20818 /bohr
+        assert abs(dia.abs_coupling[i] - d_an) < 1e-2 * d_an + 1e-4, (r_mid, d_an)
+
+
+def test_cli_exact_refuses_polyatomic(tmp_path, capsys):
+    import yaml
+
+    from qhd_aimd.cli import main
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config" / "studies" / "lih_exact.yaml").read_text())
+    cfg["system"]["molecule"]["xyz"] = str(repo / "config" / "molecules" / "ethylene.xyz")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["exact", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "system.molecule.xyz has 6 atoms" in err[0]
+
+
+def test_solver_discontinuity_is_refused_but_exact_crossing_kept():
+    """A two-state space that jumps (overlap with a vanishing singular value that bisection
+    cannot remove) is a ConfigError naming R; an exact crossing of uncoupled states (overlap a
+    90-degree rotation at any resolution) is kept, and H_d stays smooth through it."""
+    from qhd_aimd.errors import ConfigError
+
+    def jump(rs):
+        rs = np.asarray(rs)
+        e = np.column_stack([rs, rs + 1.0])
+        s = np.tile(np.eye(2), (len(rs) - 1, 1, 1))
+        k = np.nonzero((rs[:-1] < 0.3) & (rs[1:] > 0.3))[0]
+        s[k, 1, 1] = 1e-6  # the upper state leaves the space between the two points
+        return e, s
+    with pytest.raises(ConfigError, match="discontinuously between R = 0.29"):
+        adaptive_grid(jump, 0.0, 1.0, 0.1, 0.02)
+
+    def crossing(rs):  # diabats x and -x, no coupling: adiabats swap at x = 0.05 (off-grid)
+        x = np.asarray(rs) - 0.05
+        e = np.sort(np.column_stack([x, -x]), axis=1)
+        v = np.where((x < 0)[:, None, None], np.eye(2), np.eye(2)[::-1])  # columns: adiabats
+        return e, np.einsum("kan,kam->knm", v[:-1], v[1:])
+    r, e, s, _ = adaptive_grid(crossing, -1.0, 1.0, 0.1, 0.02)
+    dia = diabatize(DiatomicCurves(r, e, s, 1.0))
+    assert np.max(np.abs(dia.h[:, 0, 1])) < 1e-14
+    assert np.max(np.abs(np.abs(dia.h[:, 0, 0] - dia.h[:, 1, 1]) - 2 * np.abs(r - 0.05))) < 1e-12
