@@ -137,11 +137,11 @@ class Propagator:
     comm: object = field(default_factory=SerialComm)
     demodulate: object = "auto"
     quantum_force: bool = False
-    hopping: object = None
-    seed: int = 0
     coherence_gradient: str = "regression"
     quantum_momentum: str = "pair_centred"
     energy_correction: str = "none"
+    hopping: object = None
+    seed: int = 0
 
     def __post_init__(self):
         self._method = METHODS[self.method]
