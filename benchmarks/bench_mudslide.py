@@ -15,7 +15,15 @@ Both total-energy drifts are reported.
 Targets: time per trajectory-step ratio mudslide/qhd_aimd >= 1 (lock-step batching must not be
 slower than a per-trajectory code); |P1(qhd) - P1(mudslide)| <= 0.02.
 
-    python benchmarks/bench_mudslide.py [--quick]
+FSSH part (``fssh_side_by_side``): mudslide's ``SurfaceHoppingMD`` (Tully's hopping, rescaling
+along the derivative coupling, no decoherence correction) vs qhd_aimd ``fssh`` with
+``decoherence: none`` (local-diabatization probabilities from the step propagator, rescaling
+along the gauge-invariant coupling direction) on Tully 1 (k = 15, 30) and Tully 2 (k = 20, 30),
+same Wigner sample (width 20/k), dt = 4 a.u., t_final = 1.3 * 2 |x0| M / k. Targets: final
+fraction on each channel (transmitted / reflected x active state) within two standard errors
+of the difference; time per trajectory-step mudslide/qhd_aimd reported.
+
+    python benchmarks/bench_mudslide.py [--quick] [--fssh-only]
 """
 
 from __future__ import annotations
@@ -29,14 +37,73 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from common import Report, quick_flag  # noqa: E402
 
 
+def fssh_side_by_side(rep, quick):
+    """Surface hopping, qhd_aimd vs mudslide (module docstring)."""
+    import mudslide
+    from mudslide.models import TullyDualAvoidedCrossing, TullySimpleAvoidedCrossing
+
+    from qhd_aimd.dynamics.hopping import HoppingOptions
+    from qhd_aimd.dynamics.integrator import Propagator
+    from qhd_aimd.electronic.models import ModelBackend, get_model
+    from qhd_aimd.prepare.wavepacket import sample_wavepacket
+
+    n_traj, dt, x0, mass = (40 if quick else 200), 4.0, -10.0, 2000.0
+    mud_models = {"tully_simple": TullySimpleAvoidedCrossing, "tully_dual": TullyDualAvoidedCrossing}
+    rows = []
+    for name, k in (("tully_simple", 15.0), ("tully_simple", 30.0), ("tully_dual", 20.0), ("tully_dual", 30.0)):
+        t_final = 1.3 * 2 * abs(x0) * mass / k
+        n_steps = int(round(t_final / dt))
+        pos, mom = sample_wavepacket(x0, k, 20.0 / k, n_traj, 1)
+        prop = Propagator(ModelBackend(get_model(name)), "fssh", dt, 10,
+                          hopping=HoppingOptions(decoherence="none"), seed=1)
+        t0 = time.perf_counter()
+        s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
+        for _ in range(n_steps):
+            s = prop.step(s)
+        per_ours = (time.perf_counter() - t0) / (n_traj * n_steps)
+        ours = _channels(s.positions[:, 0] > 0, s.active_state)
+        model = mud_models[name]()
+        t0 = time.perf_counter()
+        right, state, steps = [], [], 0
+        for i in range(n_traj):
+            traj = mudslide.SurfaceHoppingMD(model, pos[i].copy(), mom[i] / mass, 0, dt=dt,
+                                             max_steps=n_steps, seed_sequence=i)
+            traj.simulate()
+            steps += n_steps
+            right.append(traj.position[0] > 0)
+            state.append(traj.state)
+        per_mud = (time.perf_counter() - t0) / steps
+        theirs = _channels(np.array(right), np.array(state))
+        se = np.sqrt((ours * (1 - ours) + theirs * (1 - theirs)) / n_traj)
+        z = np.max(np.abs(ours - theirs) / np.where(se > 0, se, np.inf))
+        rows.append([f"{name} k={k:g}", n_traj, *np.round(ours, 3), *np.round(theirs, 3),
+                     1e6 * per_ours, 1e6 * per_mud, z])
+        rep.check(f"FSSH {name} k={k:g}: max |channel diff| / SE", z, "<=", 2.0)
+        rep.check(f"FSSH {name} k={k:g}: time per traj-step mudslide/qhd_aimd", per_mud / per_ours, ">=", 1.0)
+    rep.table(["case", "traj", "qhd T0", "qhd T1", "qhd R0", "qhd R1", "mud T0", "mud T1", "mud R0",
+               "mud R1", "qhd us/traj-step", "mud us/traj-step", "max |diff|/SE"], rows,
+              caption="FSSH without decoherence correction, x0=-10, width 20/k, dt=4 au, "
+                      "final fraction of trajectories per channel (T: x>0, R: x<0; active state)")
+
+
+def _channels(right, state):
+    """(T0, T1, R0, R1) fractions of trajectories by side and active state."""
+    return np.array([np.mean(right & (state == 0)), np.mean(right & (state == 1)),
+                     np.mean(~right & (state == 0)), np.mean(~right & (state == 1))])
+
+
 def main():
     quick = quick_flag()
-    rep = Report("mudslide", "Ehrenfest, Tully simple avoided crossing: qhd_aimd vs mudslide")
+    rep = Report("mudslide", "Ehrenfest and FSSH, Tully models: qhd_aimd vs mudslide")
     try:
         import mudslide
         from mudslide.models import TullySimpleAvoidedCrossing
     except ImportError as exc:
         return rep.skip(f"mudslide not installed ({exc}); pip install mudslide (the 'bench' extra)")
+    if "--fssh-only" in sys.argv:
+        rep = Report("mudslide_fssh", "FSSH, Tully models: qhd_aimd vs mudslide")
+        fssh_side_by_side(rep, quick)
+        return rep.finish()
     from qhd_aimd.dynamics.integrator import Propagator
     from qhd_aimd.electronic.models import ModelBackend, get_model
     from qhd_aimd.prepare.wavepacket import sample_wavepacket
@@ -92,6 +159,7 @@ def main():
     for _ in range(n_steps):
         s1 = prop.step(s1)
     rep.figure("qhd_aimd single trajectory: us per step", 1e6 * (time.perf_counter() - t0) / n_steps, "us")
+    fssh_side_by_side(rep, quick)
     return rep.finish()
 
 

@@ -8,9 +8,10 @@ The YAML layout (see ``config/README.md`` for every key)::
     initial: {position_bohr: -10.0, momentum_au: 15.0, width_bohr: 1.333,      # models
               n_trajectories: 200, state: 0, seed: 1}
              | {sampling: wigner, temperature_K: 0, n_trajectories: 16, state: 1, seed: 1}
-    method:  ehrenfest | geometric_ehrenfest | ehrenfest_qc | geometric_ehrenfest_qc
+    method:  ehrenfest | geometric_ehrenfest | ehrenfest_qc | geometric_ehrenfest_qc | fssh | fssh_qc
     dynamics: {dt_au: 5.0, t_final_au: 3000.0}    # or dt_fs / t_final_fs
     fields:  {bandwidth_factor: 1.0}                # swarm estimators (coupled methods)
+    hopping: {decoherence: edc}                     # surface hopping (fssh, fssh_qc)
     output:  {checkpoint_every: 50}
 
 Errors name the offending key and are raised as ``ConfigError``.
@@ -27,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qhd_aimd.errors import ConfigError
 from qhd_aimd.units import FS_AUT
 
-METHODS = ("ehrenfest", "geometric_ehrenfest", "ehrenfest_qc", "geometric_ehrenfest_qc")
+METHODS = ("ehrenfest", "geometric_ehrenfest", "ehrenfest_qc", "geometric_ehrenfest_qc", "fssh", "fssh_qc")
+HOPPING_METHODS = ("fssh", "fssh_qc")
 MODEL_NAMES = ("tully_simple", "tully_dual", "tully_extended", "berry_2d")
 
 
@@ -190,6 +192,19 @@ class FieldsSpec(_Strict):
         "or the plain kernel estimate")
 
 
+class HoppingSpec(_Strict):
+    """Surface hopping options (``method: fssh | fssh_qc``; ignored by the other methods)."""
+
+    decoherence: Literal["edc", "none"] = Field(
+        "edc", description="energy-based decoherence correction (Granucci & Persico 2007) or none")
+    edc_constant_hartree: float = Field(0.1, ge=0, description="C of the EDC decoherence time, hartree")
+    rescale: Literal["coupling", "momentum"] = Field(
+        "coupling", description="direction of the momentum rescaling at a hop")
+    frustrated: Literal["keep", "reverse"] = Field(
+        "keep", description="frustrated hop: keep the momentum or reverse it along the rescaling direction")
+    berry_force: bool = Field(False, description="add the Berry force of the active state (complex models)")
+
+
 class OutputSpec(_Strict):
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
 
@@ -200,6 +215,7 @@ class StudyConfig(_Strict):
     method: Literal[METHODS] = "ehrenfest"
     dynamics: DynamicsSpec
     fields: FieldsSpec = Field(default_factory=FieldsSpec)
+    hopping: HoppingSpec = Field(default_factory=HoppingSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     name: Optional[str] = None
 
@@ -223,9 +239,12 @@ class StudyConfig(_Strict):
             raise ValueError("fields.bandwidth_bohr is for model systems (Cartesian bandwidths); "
                              "molecular swarms use Silverman's rule in their mass-weighted subspace "
                              "(scale it with fields.bandwidth_factor)")
-        if self.fields.quantum_force and self.method == "ehrenfest":
-            raise ValueError("fields.quantum_force needs a coupled-trajectory method (the swarm "
-                             "estimates n), not ehrenfest")
+        if self.fields.quantum_force and self.method in ("ehrenfest",) + HOPPING_METHODS:
+            raise ValueError("fields.quantum_force needs a coupled-trajectory Ehrenfest-type method "
+                             f"(the swarm estimates n), not {self.method}")
+        if self.hopping.berry_force and self.system.model is None:
+            raise ValueError("hopping.berry_force: molecules have real states (no Berry curvature); "
+                             "it applies to analytic models only")
         return self
 
 

@@ -77,6 +77,42 @@ def test_full_qhd_options():
                       "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}})
 
 
+def test_hopping_defaults_and_options():
+    cfg = parse_config({**GOOD, "method": "fssh"})
+    h = cfg.hopping
+    assert (h.decoherence, h.edc_constant_hartree, h.rescale, h.frustrated, h.berry_force) == \
+        ("edc", 0.1, "coupling", "keep", False)
+    cfg = parse_config({**GOOD, "method": "fssh_qc",
+                        "hopping": {"decoherence": "none", "rescale": "momentum",
+                                    "frustrated": "reverse", "edc_constant_hartree": 0.2}})
+    assert cfg.method == "fssh_qc" and cfg.hopping.rescale == "momentum"
+
+
+@pytest.mark.parametrize("hopping,key", [
+    ({"decoherence": "idc"}, "hopping.decoherence"),
+    ({"edc_constant_hartree": -0.1}, "hopping.edc_constant_hartree"),
+    ({"rescale": "velocity"}, "hopping.rescale"),
+    ({"frustrated": "flip"}, "hopping.frustrated"),
+    ({"berry_force": "maybe"}, "hopping.berry_force"),
+    ({"seed": 3}, "hopping.seed"),
+])
+def test_bad_hopping_keys_name_the_key(hopping, key):
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**GOOD, "method": "fssh", "hopping": hopping})
+    assert key in str(exc.value)
+
+
+def test_hopping_cross_checks(tmp_path):
+    with pytest.raises(ConfigError, match="quantum_force"):
+        parse_config({**GOOD, "method": "fssh", "fields": {"quantum_force": True}})
+    xyz = tmp_path / "h2.xyz"
+    xyz.write_text("2\n\nH 0 0 0\nH 0 0 0.74\n")
+    with pytest.raises(ConfigError, match="hopping.berry_force"):
+        parse_config({"system": {"molecule": {"xyz": str(xyz)}},
+                      "initial": {"n_trajectories": 2, "state": 1}, "method": "fssh",
+                      "dynamics": {"dt_fs": 0.5, "t_final_fs": 1}, "hopping": {"berry_force": True}})
+
+
 def test_issue13_keys_validated():
     """New molecule keys (issue 13): masses, window order, imaginary-mode policy, soft cutoff."""
     from qhd_aimd.config import parse_config

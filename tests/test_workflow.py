@@ -125,11 +125,31 @@ BAD = {
                                             "n_trajectories": 4}},
                                "systems.tully.initial: models need momentum_au"),
     "bad ranks": ({"ranks": 0}, "0 is less than the minimum of 1"),
+    "bad hopping option": ({"methods": ["fssh"], "hopping": {"decoherence": "idc"}},
+                           "'idc' is not one of"),
     "coordinates of a model": ({"analysis": {"coordinates": {"bonds": {"r": [0, 1]}}}},
                                "systems.tully.analysis: internal coordinates apply to molecules only"),
     "unknown coordinate kind": ({"analysis": {"coordinates": {"torsions": {"t": [0, 1, 2, 3]}}}},
                                 "'torsions' was unexpected"),
 }
+
+
+def test_surface_hopping_methods_and_hopping_section(tmp_path):
+    """methods: [fssh, fssh_qc] and a hopping: section reach the single-study configs."""
+    from qhd_aimd.config import load_config
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["systems"]["tully"].update(methods=["fssh", "fssh_qc"],
+                                   hopping={"decoherence": "none", "frustrated": "reverse"})
+    path = tmp_path / "fssh.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    study = Path(cfg["results"]) / cfg["study"] / "tully"
+    targets = [str(study / m / "study.yaml") for m in ("fssh", "fssh_qc")]
+    proc = snakemake("--configfile", str(path), "--cores", "1", *targets, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for m in ("fssh", "fssh_qc"):
+        job = load_config(tmp_path / study / m / "study.yaml")
+        assert job.method == m and job.hopping.decoherence == "none" and job.hopping.frustrated == "reverse"
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -11,6 +11,12 @@
   millihartree) in ``active_switch_events`` / ``active_switches.csv``, and the count per
   trajectory in ``active_switch_count``.
 
+Surface hopping runs (``fssh``, ``fssh_qc``; frames carry ``active_state``): ``populations``
+is the fraction of trajectories on each active state, ``electronic_populations`` the swarm mean
+of rho_nn (their gap is the internal-consistency indicator of surface hopping), hops and
+frustrated hops are counted per frame and listed (``hops.csv``), and transmission/reflection
+count trajectories by active state.
+
 Means run over the trajectories still active at each time; standard errors are over the same.
 """
 
@@ -66,6 +72,8 @@ def observables(traj: dict) -> dict:
         fk = traj[f"force_{part}"]
         out[f"force_{part}_mean"] = _mean_se(fk, act)[0]  # (F, D)
         out[f"force_{part}_norm"] = _mean_se(np.linalg.norm(fk, axis=2)[..., None], act)[0][:, 0]
+    if "active_state" in traj:
+        out.update(_hopping(traj, n))
     out.update(active_switches(traj))
     cfg = yaml.safe_load(traj["attrs"].get("config", "")) or {}
     model = (cfg.get("system") or {}).get("model")
@@ -101,6 +109,8 @@ def _model_extras(traj, cfg, model_name) -> dict:
     gamma = (rho_d * w).sum(axis=1)
     extra = {"ensemble_purity": np.real(np.einsum("fij,fji->f", gamma, gamma))}
     final_p = np.real(np.diagonal(rho[-1], axis1=1, axis2=2))  # (T, N)
+    if "active_state" in traj:  # surface hopping: count trajectories by active state
+        final_p = (traj["active_state"][-1][:, None] == np.arange(rho.shape[2])).astype(float)
     right = pos[-1, :, 0] > 0
     a = act[-1]
     n_act = max(a.sum(), 1)
@@ -110,6 +120,25 @@ def _model_extras(traj, cfg, model_name) -> dict:
         mom = traj["momenta_au"][-1]
         extra["final_mean_momentum"] = mom[a].mean(axis=0)
     return extra
+
+
+def _hopping(traj, n_states) -> dict:
+    """Active-state fractions (replacing ``populations``), mean rho_nn, hop counts and events."""
+    act = traj["active"]
+    on = (traj["active_state"][..., None] == np.arange(n_states)).astype(float)  # (F, T, N)
+    frac, frac_se = _mean_se(on, act)
+    rho_mean, rho_se = _mean_se(np.real(np.diagonal(traj["rho"], axis1=2, axis2=3)), act)
+    out = {"electronic_populations": rho_mean, "electronic_populations_se": rho_se,
+           "populations": frac, "populations_se": frac_se}
+    tried = traj["hop_to"] >= 0
+    fr = traj["hop_frustrated"].astype(bool)
+    out["hops"] = (tried & ~fr).sum(axis=1)
+    out["frustrated_hops"] = (tried & fr).sum(axis=1)
+    f_idx, t_idx = np.nonzero(tried)
+    out["hop_events"] = np.stack(  # (K, 5): frame, trajectory, from, to, frustrated
+        [f_idx, t_idx, traj["hop_from"][f_idx, t_idx], traj["hop_to"][f_idx, t_idx],
+         fr[f_idx, t_idx].astype(int)], axis=1) if len(f_idx) else np.zeros((0, 5), int)
+    return out
 
 
 def _write_csv(path: Path, header: list[str], columns: list[np.ndarray]) -> None:
@@ -156,6 +185,16 @@ def aggregate(run_dir: str | Path) -> dict:
     _write_drift_csv(run_dir / "energy_drift.csv", obs["e_tot_traj"], traj["active"])
     _write_csv(run_dir / "forces.csv", ["time_fs", "meanfield", "geometric", "qc"],
                [t, obs["force_meanfield_norm"], obs["force_geometric_norm"], obs["force_qc_norm"]])
+    if "electronic_populations" in obs:
+        _write_csv(run_dir / "electronic_populations.csv",
+                   ["time_fs"] + [f"p{i}" for i in range(n)],
+                   [t] + [obs["electronic_populations"][:, i] for i in range(n)])
+        ev = obs["hop_events"]
+        with open(run_dir / "hops.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["time_fs", "trajectory", "from_state", "to_state", "frustrated"])
+            for f_i, tid, a, b, fr in ev:
+                w.writerow([f"{t[f_i]:.12g}", int(tid), int(a), int(b), int(fr)])
     if "transmission" in obs:
         _write_csv(run_dir / "scattering.csv", ["state", "transmission", "reflection"],
                    [np.arange(n), obs["transmission"], obs["reflection"]])

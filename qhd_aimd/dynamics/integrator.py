@@ -23,8 +23,10 @@ import numpy as np
 
 from qhd_aimd.dynamics import decoherence as dc
 from qhd_aimd.dynamics import fields as fl
+from qhd_aimd.dynamics import fssh
 from qhd_aimd.dynamics.coordinates import swarm_frame
 from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
+from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
 from qhd_aimd.electronic.base import overlaps
 from qhd_aimd.errors import QhdError
@@ -48,6 +50,11 @@ class Swarm:
     trajectory (too few neighbours, non-finite estimate) and were set to zero (Ehrenfest step);
     adiabatic_momenta (L, N, D) a.u.: f_n = -int dE_n dt along each trajectory
     (``decoherence``; zeros with ``Propagator.coherence_gradient == "regression"``).
+
+    Surface hopping (``fssh``, ``fssh_qc``; else None): active_state (L,) int, the adiabatic
+    state the nuclei move on (f_meanfield is then -dE_a/dx and f_geometric the optional Berry
+    force); hop_from, hop_to (L,) int, the hop attempted in the last step (-1: none) and
+    hop_frustrated (L,) bool (``qhd_aimd.dynamics.fssh``).
     """
 
     ids: np.ndarray
@@ -64,6 +71,10 @@ class Swarm:
     active: np.ndarray
     failures: dict = field(default_factory=dict)
     fields_fallback: np.ndarray | None = None
+    active_state: np.ndarray | None = None
+    hop_from: np.ndarray | None = None
+    hop_to: np.ndarray | None = None
+    hop_frustrated: np.ndarray | None = None
     adiabatic_momenta: np.ndarray | None = None
 
     def __post_init__(self):
@@ -81,6 +92,8 @@ class Swarm:
             return e_kin, np.zeros(0)
         e_adia = np.stack([e.energies for e in self.elec])
         e_pot = np.real(np.einsum("tnn,tn->t", self.rho, e_adia))
+        if self.active_state is not None and len(e_adia):  # surface hopping: active state's energy
+            e_pot = e_adia[np.arange(len(e_adia)), self.active_state]
         return e_kin, e_pot
 
 
@@ -109,6 +122,8 @@ class Propagator:
         after every step so that E_kin + Tr(rho H_el) keeps its value) or "none"
         (``dynamics.energy_correction``)
     comm : communicator (``SerialComm`` or mpi4py)
+    hopping : ``hopping.HoppingOptions`` of the surface-hopping methods (default options if None)
+    seed : seed of the per-(trajectory, step) hop random numbers (``hopping.hop_uniform``)
     """
 
     backend: object
@@ -125,10 +140,14 @@ class Propagator:
     coherence_gradient: str = "regression"
     quantum_momentum: str = "pair_centred"
     energy_correction: str = "none"
+    hopping: object = None
+    seed: int = 0
 
     def __post_init__(self):
         self._method = METHODS[self.method]
         self.masses = np.asarray(self.backend.masses, float)
+        if self.hopping is None:
+            self.hopping = HoppingOptions()
         for key, allowed in (("coherence_gradient", ("regression", "accumulated", "energy_consistent")),
                              ("quantum_momentum", ("kernel", "pair_centred")),
                              ("energy_correction", ("rescale", "none"))):
@@ -158,10 +177,14 @@ class Propagator:
                       np.array(momenta, float).reshape(-1, d), rho, elec,
                       np.zeros((len(ids), d)), np.zeros((len(ids), d)), np.zeros((len(ids), d)),
                       np.zeros_like(rho), active, failures)
+        if self._method.hopping:
+            fssh.start(swarm, states)
         swarm.f_meanfield, bad = self._meanfield(swarm)
         for i, why in bad.items():
             swarm.active[i] = False
             swarm.failures[int(ids[i])] = f"t=0.000 au: {why}"
+        if self._method.hopping:
+            fssh.add_berry_force(self, swarm, swarm.momenta)
         self._update_fields(swarm)
         return swarm
 
@@ -210,11 +233,18 @@ class Propagator:
         for i in _not_finite(active, [ovl.get(i, 0.0) for i in range(len(elec))]):
             freeze(i, "FloatingPointError: non-finite step overlap")
         act = np.flatnonzero(active)
+        hopping, probs = self._method.hopping, None
         if len(act):
-            for k, why in self._electronic_step(s, elec, act, ovl, rho).items():
+            if hopping:  # rho as in Ehrenfest + the step's hop probabilities (fssh)
+                step_bad, probs = fssh.electronic_step(self, s, elec, act, ovl, rho)
+            else:
+                step_bad = self._electronic_step(s, elec, act, ovl, rho)
+            for k, why in step_bad.items():
                 freeze(act[k], why)
         new = replace(s, step=s.step + 1, time_au=t_new, positions=pos, momenta=mom,
                       rho=rho, elec=elec, active=active, failures=failures)
+        if hopping:
+            fssh.begin(new)
         if self._accumulated:
             new.adiabatic_momenta = s.adiabatic_momenta.copy()
             acc = np.flatnonzero(new.active)
@@ -223,14 +253,21 @@ class Propagator:
         new.f_meanfield, bad = self._meanfield(new)
         for i, why in bad.items():
             freeze(i, why, new)
-        self._update_fields(new)
+        if hopping:  # Berry force at the velocity predicted with the gradient force
+            fssh.add_berry_force(self, new, new.momenta + 0.5 * dt * new.f_meanfield)
+        else:
+            self._update_fields(new)
         act = np.flatnonzero(new.active)
         with np.errstate(all="ignore"):
             new.momenta[act] += 0.5 * dt * new.force[act]
         for i in act[~np.isfinite(new.momenta[act]).all(axis=1)]:
             freeze(i, "non-finite momentum after the second half kick", new)
+        if hopping:  # hops at t + dt, decoherence, then the fields (fssh_qc: X for the next step)
+            for i, why in fssh.after_kick(self, new, probs).items():
+                freeze(i, why, new)
+            self._update_fields(new)
         act = np.flatnonzero(new.active)
-        if self.energy_correction == "rescale" and self._method.coupled and len(act):
+        if self.energy_correction == "rescale" and self._method.coupled and not hopping and len(act):
             e_target = np.add(*s.energies(self.masses))[act]
             e_pot = new.energies(self.masses)[1][act]
             new.momenta[act], _ = dc.rescale_momenta(new.momenta[act], self.masses, e_pot, e_target)
@@ -274,9 +311,11 @@ class Propagator:
         """Mean-field forces of the active trajectories (others keep theirs), and
         {index: reason} for those whose force failed or is not finite."""
         f, bad = s.f_meanfield.copy(), {}
+        n = s.rho.shape[-1]
         for i in np.flatnonzero(s.active):
-            try:
-                f[i] = self.backend.force(s.elec[i], s.rho[i])
+            try:  # surface hopping: rho = P_a, the force is -dE_a/dx
+                r = s.rho[i] if s.active_state is None else pure_state(n, int(s.active_state[i]))
+                f[i] = self.backend.force(s.elec[i], r)
             except TRAJECTORY_ERRORS as exc:
                 bad[i] = f"force: {_reason(exc)}"
         ok = s.active.copy()
@@ -306,8 +345,9 @@ class Propagator:
         local = np.flatnonzero(s.active)
         d, shape = self.masses.shape[0], s.rho.shape[1:]
         s.extra = np.zeros_like(s.rho)
-        s.f_geometric = np.zeros_like(s.positions)
-        s.f_qc = np.zeros_like(s.positions)
+        if not self._method.hopping:  # fssh_qc: X corrects the hop rate only; forces are fssh's
+            s.f_geometric = np.zeros_like(s.positions)
+            s.f_qc = np.zeros_like(s.positions)
         if not act_ids:
             return
         pos = np.stack([g[i][0] for i in act_ids])
@@ -382,6 +422,8 @@ class Propagator:
         s.fields_fallback[local] = bad
         if n_loc:
             s.extra[local] = extra_generator(self._method, inv_mass, dl, drho, d2rho)
+            if self._method.hopping:
+                return
             s.f_geometric[local], s.f_qc[local] = extra_forces(self._method, inv_mass, dl, gm, dg)
             if fq is not None:
                 s.f_qc[local] += fq

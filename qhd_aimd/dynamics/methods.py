@@ -30,6 +30,7 @@ class Method:
     name: str
     geometric: bool
     quantum_coupling: bool
+    hopping: bool = False
 
     @property
     def coupled(self) -> bool:
@@ -44,6 +45,10 @@ METHODS = {
         Method("geometric_ehrenfest", True, False),
         Method("ehrenfest_qc", False, True),
         Method("geometric_ehrenfest_qc", True, True),
+        # surface hopping (qhd_aimd.dynamics.fssh): fssh_qc uses the quantum-coupling generator
+        # only in its hop probability (the seed's gamma_bar, Sec. IV A), not in rho or the force
+        Method("fssh", False, False, hopping=True),
+        Method("fssh_qc", False, True, hopping=True),
     )
 }
 

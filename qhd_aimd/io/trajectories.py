@@ -13,9 +13,10 @@ momenta_au             (F, T, D)           nuclear momenta
 rho                    (F, T, N, N)        rho_el in each trajectory's adiabatic basis (complex)
 energies_hartree       (F, T, N)           adiabatic energies
 e_kin_hartree          (F, T)              sum p^2 / 2M
-e_pot_hartree          (F, T)              Tr(rho H_el)
-force_meanfield        (F, T, D)           -Tr(rho dH/dx), hartree/bohr
-force_geometric        (F, T, D)           geometric force, hartree/bohr
+e_pot_hartree          (F, T)              Tr(rho H_el) (surface hopping: E of the active state)
+force_meanfield        (F, T, D)           -Tr(rho dH/dx), hartree/bohr (surface hopping: -dE_a/dx)
+force_geometric        (F, T, D)           geometric force, hartree/bohr (surface hopping: Berry
+                                           force of the active state, ``hopping.berry_force``)
 force_qc               (F, T, D)           quantum-coupling force, hartree/bohr
 active                 (F, T)              False once a trajectory has failed
 active_switch          (F, T)              True at a step whose SA-CASSCF active space switched
@@ -27,6 +28,10 @@ fields_fallback        (F, T)              coupled methods: the swarm fields of 
                                            not be estimated for the trajectory (too few
                                            neighbours, non-finite estimate) and were set to zero
                                            (an Ehrenfest step); docs/physics.md
+active_state           (F, T)              surface hopping only: the state the nuclei move on
+hop_from, hop_to       (F, T)              surface hopping only: hop attempted in the step
+                                           ending at this frame (-1: none)
+hop_frustrated         (F, T)              surface hopping only: that hop was frustrated
 masses_au              (D,)                nuclear mass per degree of freedom (m_e)
 =====================  ==================  ===============================================
 
@@ -70,6 +75,8 @@ FORMAT = "qhd_aimd.trajectories/1"
 FRAME_KEYS = ("step", "time_au", "positions_bohr", "momenta_au", "rho", "energies_hartree",
               "e_kin_hartree", "e_pot_hartree", "force_meanfield", "force_geometric", "force_qc",
               "active", "active_switch", "active_overlap", "fields_fallback")
+#: frame datasets written only by surface-hopping runs
+HOP_KEYS = ("active_state", "hop_from", "hop_to", "hop_frustrated")
 
 
 def frame_from_parts(parts: list[dict], step: int, time_au: float) -> dict:
@@ -79,7 +86,7 @@ def frame_from_parts(parts: list[dict], step: int, time_au: float) -> dict:
         by_id.update(p)
     ids = sorted(by_id)
     frame = {"step": np.int64(step), "time_au": np.float64(time_au)}
-    for key in FRAME_KEYS[2:]:
+    for key in FRAME_KEYS[2:] + tuple(k for k in HOP_KEYS if ids and k in by_id[ids[0]]):
         frame[key] = np.stack([by_id[i][key] for i in ids])
     return frame
 
@@ -98,6 +105,8 @@ def local_frame(swarm, masses) -> dict:
             "fields_fallback": bool(swarm.fields_fallback[i]) if swarm.fields_fallback is not None
             else False,
         }
+        if getattr(swarm, "active_state", None) is not None:
+            out[int(tid)].update({k: getattr(swarm, k)[i] for k in HOP_KEYS})
     return out
 
 
@@ -130,7 +139,7 @@ def _atomic_write_h5(path: Path, frames: list[dict], attrs: dict | None = None,
                      checksum: bool = False, state: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
-        for key in FRAME_KEYS:
+        for key in FRAME_KEYS + tuple(k for k in HOP_KEYS if k in frames[0]):
             f.create_dataset(key, data=np.stack([fr[key] for fr in frames]))
         for k, v in (extra or {}).items():
             f.create_dataset(k, data=v)
@@ -317,8 +326,9 @@ class RunStore:
         for seg in self.segments():
             with h5py.File(seg, "r") as f:
                 n = f["step"].shape[0]
+                keys = FRAME_KEYS + tuple(k for k in HOP_KEYS if k in f)
                 for k in range(n):
-                    frames.append({key: f[key][k] for key in FRAME_KEYS})
+                    frames.append({key: f[key][k] for key in keys})
         steps = [int(fr["step"]) for fr in frames]
         if steps != list(range(len(steps))):
             raise RuntimeError(f"segments in {self.run_dir} do not hold consecutive steps")

@@ -384,10 +384,40 @@ def fig_bond(sec: Section):
     return fig
 
 
+def fig_hopping(sec: Section):
+    """Surface-hopping runs: fraction on each active state beside the mean rho_nn (their gap is
+    the internal-consistency indicator), and accepted / frustrated hops per frame; None if the
+    section has no surface-hopping run."""
+    runs = [r for r in sec.runs if "electronic_populations" in r.obs]
+    if not runs:
+        return None
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    for run, c in zip(runs, _colors(len(runs))):
+        t, frac, rho = run.obs["time_fs"], run.obs["populations"], run.obs["electronic_populations"]
+        for n in range(frac.shape[1]):
+            ax.plot(t, frac[:, n], _STYLES[n % 4], color=c, lw=1.6, label=f"{run.method}: on state {n}")
+            ax.plot(t, rho[:, n], _STYLES[n % 4], color=c, lw=0.8, alpha=0.6,
+                    label=f"{run.method}: mean ρ_{n}{n}")
+        bx.plot(t, np.cumsum(run.obs["hops"]), color=c, label=f"{run.method}: hops")
+        bx.plot(t, np.cumsum(run.obs["frustrated_hops"]), "--", color=c,
+                label=f"{run.method}: frustrated")
+    ax.set(xlabel="time (fs)", ylabel="population", ylim=(-0.03, 1.03),
+           title="active-state fraction (thick) vs mean ρ_nn (thin)")
+    bx.set(xlabel="time (fs)", ylabel="cumulative count", title="hops and frustrated hops")
+    ax.legend(fontsize=7, ncol=2)
+    bx.legend(fontsize=7)
+    fig.suptitle(sec.label)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = (("populations", fig_populations, "Adiabatic populations"),
            ("decoherence", fig_decoherence, "Decoherence and purity"),
            ("forces", fig_forces, "Force decomposition"),
-           ("energy", fig_energy, "Energy conservation"))
+           ("energy", fig_energy, "Energy conservation"),
+           ("hopping", fig_hopping, "Surface hopping: active-state fractions vs mean ρ_nn; hops "
+            "and frustrated hops over time"))
 
 
 def _save(fig, path: Path) -> str:
@@ -544,8 +574,11 @@ def write_report(run_dirs, out_dir, exact_dirs=(), title: str = "qhd_aimd study"
             extra = (("bond", fig_bond, "Bond length (diatomics)"),)
         for kind, make, caption in FIGURES + extra:
             name = f"{sec.slug}_{kind}.png"
+            fig = make(sec)
+            if fig is None:  # figure does not apply to this section's runs
+                continue
             figs.append({"file": f"figures/{name}", "caption": caption,
-                         "b64": _save(make(sec), figdir / name)})
+                         "b64": _save(fig, figdir / name)})
         from qhd_aimd.report.extras import section_extras
 
         more, exports = section_extras(sec, out, figdir, _save)

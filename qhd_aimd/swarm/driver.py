@@ -14,6 +14,7 @@ import numpy as np
 
 from qhd_aimd import __version__
 from qhd_aimd.config import StudyConfig, config_to_yaml
+from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.integrator import Propagator, Swarm
 from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
@@ -23,6 +24,7 @@ from qhd_aimd.swarm.comm import check_single_world, get_comm, launch_summary, lo
 
 _SWARM_FIELDS = ("positions", "momenta", "rho", "f_meanfield", "f_geometric", "f_qc", "extra", "active",
                  "adiabatic_momenta")
+_HOP_FIELDS = ("active_state", "hop_from", "hop_to", "hop_frustrated")  # surface hopping only
 
 
 def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
@@ -51,7 +53,8 @@ def initial_conditions(cfg: StudyConfig, out_dir: Path, comm) -> dict:
 
 def _pack(swarm: Swarm) -> dict:
     """Per-trajectory checkpoint data of this rank, keyed by trajectory id."""
-    return {int(t): {**{k: getattr(swarm, k)[i] for k in _SWARM_FIELDS}, "elec": swarm.elec[i]}
+    keys = _SWARM_FIELDS + (_HOP_FIELDS if swarm.active_state is not None else ())
+    return {int(t): {**{k: getattr(swarm, k)[i] for k in keys}, "elec": swarm.elec[i]}
             for i, t in enumerate(swarm.ids)}
 
 
@@ -59,7 +62,8 @@ def _unpack(state: dict, ids: list[int]) -> Swarm:
     per = state["trajectories"]
     any_t = next(iter(per.values()))  # shapes for a rank without trajectories
     arrays = {k: np.stack([per[t][k] for t in ids]) if ids else
-              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype) for k in _SWARM_FIELDS
+              np.zeros((0,) + np.shape(any_t[k]), np.asarray(any_t[k]).dtype)
+              for k in _SWARM_FIELDS + _HOP_FIELDS
               if k in any_t}  # adiabatic_momenta: absent in older checkpoints
     return Swarm(ids=np.asarray(ids, int), step=state["step"], time_au=state["time_au"],
                  elec=[per[t]["elec"] for t in ids], failures=dict(state["failures"]), **arrays)
@@ -95,7 +99,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
     prop = Propagator(backend, cfg.method, cfg.dynamics.dt, cfg.dynamics.n_substeps,
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
                       fcfg.demodulate, fcfg.quantum_force, fcfg.coherence_gradient,
-                      fcfg.quantum_momentum, cfg.dynamics.energy_correction)
+                      fcfg.quantum_momentum, cfg.dynamics.energy_correction,
+                      hopping=HoppingOptions.from_config(cfg.hopping), seed=cfg.initial.seed)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
     meta = {"config": cfg_yaml, "inputs": _inputs_digest(ic, backend) if store is not None else ""}
