@@ -63,10 +63,7 @@ def _env(cluster, **kw):
     e = cluster.env()
     e.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="Agg",
              PATH=f"{BIN}:{e.get('PATH', '')}",
-             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}",
-             # the mpich wheel's UCX netmod fails MPI_Init now and then under srun --mpi=pmi2 on
-             # this VM (pmodels/mpich#7417); its OFI netmod (same wheel) does not need UCX
-             MPIR_CVAR_CH4_NETMOD="ofi")
+             PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'slurm_site'}")
     e.update({k: str(v) for k, v in kw.items()})
     return e
 
