@@ -37,12 +37,19 @@ def _nan_energies(orig):
     return "compute", compute, "non-finite adiabatic energies"
 
 
-def _singular_force(orig):
-    def force(self, data, rho):
-        if float(data.positions[0]) > X_FAIL:
-            raise np.linalg.LinAlgError("injected singular response matrix")
-        return orig(self, data, rho)
-    return "force", force, "force: LinAlgError: injected singular response matrix"
+def _raising_force(exc, reason):
+    """A force that raises ``exc`` past X_FAIL; ``reason`` is the recorded failure."""
+    def inject(orig):
+        def force(self, data, rho):
+            if float(data.positions[0]) > X_FAIL:
+                raise exc
+            return orig(self, data, rho)
+        return "force", force, reason
+    return inject
+
+
+_singular_force = _raising_force(np.linalg.LinAlgError("injected singular response matrix"),
+                                 "force: LinAlgError: injected singular response matrix")
 
 
 def _nan_force(orig):
@@ -52,12 +59,9 @@ def _nan_force(orig):
     return "force", force, "force: FloatingPointError: non-finite mean-field force"
 
 
-def _bad_rho_force(orig):  # what the PySCF force says about a broken rho
-    def force(self, data, rho):
-        if float(data.positions[0]) > X_FAIL:
-            raise ValueError("rho must have positive trace, got nan")
-        return orig(self, data, rho)
-    return "force", force, "force: ValueError: rho must have positive trace"
+# what the PySCF force says about a broken rho
+_bad_rho_force = _raising_force(ValueError("rho must have positive trace, got nan"),
+                                "force: ValueError: rho must have positive trace")
 
 
 def _nan_overlap(orig):
