@@ -197,21 +197,24 @@ def test_lid_frequency_and_dynamics_mass(tmp_path):
 
 @pytest.mark.pyscf
 def test_nh2_radical_prepares_and_runs(tmp_path):
-    """Issue input: NH2 radical (2S = 1, CAS(3,3)): UHF normal modes, spin-pure SA-CASSCF
-    doublets, and a short Ehrenfest run that starts and keeps energy."""
+    """Issue input: NH2 radical (2S = 1): UHF normal modes, spin-pure SA-CASSCF doublets, and a
+    short Ehrenfest run that starts and keeps energy. The run uses the full-valence CAS(7,6)
+    (only N 1s inactive): CAS(3,3) of NH2 has near-degenerate active-space choices, and which one
+    SA-CASSCF lands on at the first step depended on the machine (a CI run switched active space
+    at step 2, overlap 0.38, and was flagged as such), so it cannot carry an energy bar."""
     from pyscf.fci import spin_op
 
     from qhd_aimd.io.trajectories import read_trajectories
     from qhd_aimd.prepare.molecule import load_initial_conditions, prepare_molecule
     from qhd_aimd.swarm.driver import run_study
-    cfg = _cfg(_xyz(tmp_path / "nh2.xyz", NH2), n=1, active=(3, 3), spin=1)
+    cfg = _cfg(_xyz(tmp_path / "nh2.xyz", NH2), n=1, active=(7, 6), spin=1)
     cfg.dynamics.t_final_fs = 0.5
     ic = load_initial_conditions(prepare_molecule(cfg, tmp_path))
     assert ic["attrs"]["basis_for_modes"] == "UHF/sto-3g"
     assert len(ic["frequencies_cm1"]) == 3 and np.all(ic["frequencies_cm1"] > 500)
     path = run_study(cfg, tmp_path, progress=False)
     t = read_trajectories(path)
-    assert t["active"].all() and not t["failures"]
+    assert t["active"].all() and not t["failures"] and not t["active_switch"].any()
     e_tot = t["e_kin_hartree"] + t["e_pot_hartree"]
     assert np.all(np.isfinite(e_tot)) and np.ptp(e_tot) < 1e-4
     from qhd_aimd.electronic import make_backend
