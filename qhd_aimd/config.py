@@ -186,10 +186,11 @@ class FieldsSpec(_Strict):
         "energy_consistent", description="d rho of the coherences: from each trajectory's "
         "accumulated adiabatic momenta (CT-MQC), the same with their component along the flow "
         "from energy conservation, or by regression of the neighbours' rho (docs/physics.md)")
-    quantum_momentum: Literal["kernel", "pair_centred"] = Field(
-        "pair_centred", description="with coherence_gradient: accumulated, the quantum momentum "
-        "-1/2 d ln n with one swarm-wide centre per pair of states (no net population transfer) "
-        "or the plain kernel estimate")
+    quantum_momentum: Literal["projected", "pair_centred", "kernel"] = Field(
+        "projected", description="with coherence_gradient != regression, the quantum momentum of "
+        "each pair of states: projected on the pair from the state-resolved kernel densities "
+        "(docs/physics.md), -1/2 d ln n with one swarm-wide centre per pair (no net population "
+        "transfer), or the plain kernel estimate -1/2 d ln n")
 
 
 class HoppingSpec(_Strict):

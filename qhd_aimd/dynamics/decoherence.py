@@ -36,6 +36,8 @@ import numpy as np
 
 POP_MIN = 0.01  # populations outside [POP_MIN, 1 - POP_MIN]: adiabatic momentum reset to 0
 CENTRE_MAX_SIGMA = 5.0  # pair centre farther than this many swarm std: kernel Q kept
+# the quantum-coupling term stops filling state n when E_kin < CLOSED_KINETIC_FRACTION (E_n - Tr rho H)
+CLOSED_KINETIC_FRACTION = 0.1
 
 
 def energy_gradients(dhdx: np.ndarray) -> np.ndarray:
@@ -148,13 +150,71 @@ def pair_quantum_momentum(positions: np.ndarray, q: np.ndarray, alpha: np.ndarra
     return out
 
 
+def projected_quantum_momentum(positions: np.ndarray, w: np.ndarray, h: np.ndarray,
+                               pops: np.ndarray, q: np.ndarray, f=None) -> np.ndarray:
+    """State-projected quantum momentum Q_nm, (T, N, N, D), symmetric in (n, m).
+
+    positions (T, D); w (T, T) kernel weights and h (D,) bandwidths (``fields.kernel_matrix``);
+    pops (T, N); q (T, D) the kernel Q of the whole density (``kernel_quantum_momentum``), the
+    fallback. With the state-resolved densities n_k = n p_k (kernel sums of the neighbours'
+    populations, n_k(x_a) = sum_b W_ab p_k,b) and Q_k = -1/2 d ln n_k,
+
+        Q_nm = (p~_m Q_n + p~_n Q_m) / (p~_n + p~_m),   p~_k = n_k / n at x_a.
+
+    Why: if the branch densities n_k move rigidly with velocities v_k while a trajectory moves
+    with the mean velocity, the exact local population p_n = n_n / n changes as
+    dp_n/dt = sum_m 2 p_n p_m (v_n - v_m) . Q_nm (two states: derived from d_t n_k = -v_k d n_k);
+    the CT-MQC term 2 xi Q (f_n - f_m) p_n p_m has this form with Q_nm in place of Q, which it
+    equals where the populations are uniform. The difference, -1/2 d p_n (p_m - p_n) / (p_n p_m)
+    for two states, is the population-gradient part of the quantum momentum projected on the
+    pair (Arribas & Maitra, PRL 133, 233201 (2024)); it makes a population gradient sharpen as
+    the branches separate, so decoherence completes. The swarm integral of n p_n p_m Q_nm
+    vanishes identically (d/dx [n_n n_m / (n_n + n_m)] for two states): no net population
+    transfer between a pair without a centre fit (Gossel, Agostini & Maitra, JCTC 14, 4513
+    (2018)). Where n_k vanishes at x_a the kernel Q is used for that pair (documented fallback).
+    On a finite swarm that integral is only approximately zero; with ``f`` (T, N, D) the
+    adiabatic momenta, each pair's Q is shifted by one swarm-wide constant per degree of
+    freedom so that sum_a p_n p_m (f_n - f_m)_j Q_nm,j = 0 holds exactly (the Gossel-Agostini-
+    Maitra condition; cf. ``pair_quantum_momentum``). Must then be called with the whole swarm.
+    """
+    t, n = pops.shape
+    d = positions.shape[1]
+    nk = w @ pops  # (T, N) state-resolved kernel densities (unnormalised)
+    # sum_b W_ab p_k,b (x_b - x_a)_j / h_j^2, as matrix products (no (T, T, D) array)
+    px = (w @ (pops[:, :, None] * positions[:, None, :]).reshape(t, n * d)).reshape(t, n, d)
+    dnk = (px - nk[:, :, None] * positions[:, None, :]) / h**2  # (T, N, D)
+    tot = nk.sum(axis=1)
+    ok_k = nk > 1e-12 * np.maximum(tot, 1e-300)[:, None]
+    qk = np.where(ok_k[..., None], -0.5 * dnk / np.where(ok_k, nk, 1.0)[..., None], 0.0)
+    pt = nk / np.where(tot > 0, tot, 1.0)[:, None]  # smoothed populations
+    num = pt[:, None, :, None] * qk[:, :, None, :] + pt[:, :, None, None] * qk[:, None, :, :]
+    den = pt[:, :, None] + pt[:, None, :]
+    good = ok_k[:, :, None] & ok_k[:, None, :] & (den > 0)
+    out = np.where(good[..., None], num / np.where(good, den, 1.0)[..., None],
+                   np.broadcast_to(q[:, None, None, :], (t, n, n, d)))
+    if f is not None:
+        for a in range(n):
+            for b in range(a + 1, n):
+                wgt = (pops[:, a] * pops[:, b])[:, None] * (f[:, a] - f[:, b])  # (T, D)
+                den_w = wgt.sum(axis=0)
+                ok = np.abs(den_w) > 1e-3 * np.maximum(np.abs(wgt).sum(axis=0), 1e-300)
+                shift = np.where(ok, (wgt * out[:, a, b]).sum(axis=0) / np.where(ok, den_w, 1.0), 0.0)
+                out[:, a, b] = out[:, a, b] - shift
+                out[:, b, a] = out[:, a, b]
+    return out
+
+
 def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, closed=None) -> np.ndarray:
     """K_nm = sum_j xi_j Q_nm,j (f_n - f_m)_j, (T, N, N), hartree (antisymmetric).
 
-    ``closed`` (T, N) bool (``closed_states``): a state the trajectory cannot reach with its
-    energy only gives population away: K_nm <= 0 for closed n and open m (dp_n/dt =
-    2 sum_m K_nm p_n p_m), so the quantum-coupling term never pushes population into a
-    classically closed channel (where no momentum rescaling can conserve the energy).
+    ``closed`` (T, N) bool (``closed_states``): a state the trajectory can no longer fill with
+    its kinetic energy only gives population away: K_nm <= 0 for closed n and open m (dp_n/dt =
+    2 sum_m K_nm p_n p_m), so the quantum-coupling term never drives Tr(rho H) above the
+    trajectory's total energy (where no momentum rescaling can conserve it). The integrator
+    uses ``CLOSED_KINETIC_FRACTION`` = 0.1: filling goes on until the kinetic energy is a tenth
+    of the gap E_n - Tr(rho H), so a trajectory can decelerate on a mostly-upper mixture and
+    turn back (Tully 3's upper-state reflection; with 1, i.e. E_n above the total energy, the
+    filling stopped too early and no trajectory reflected).
     """
     df = f[:, :, None, :] - f[:, None, :, :]
     k = np.einsum("j,tnmj,tnmj->tnm", inv_mass, q_pair, df)
@@ -166,10 +226,12 @@ def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, clos
 
 
 def closed_states(energies: np.ndarray, pops: np.ndarray, momenta: np.ndarray,
-                  masses: np.ndarray) -> np.ndarray:
-    """(T, N) bool: E_n > E_kin + Tr(rho H) (energies, pops (T, N); momenta (T, D); masses (D,))."""
+                  masses: np.ndarray, kinetic_fraction: float = 1.0) -> np.ndarray:
+    """(T, N) bool: E_kin < kinetic_fraction * (E_n - Tr(rho H)) (energies, pops (T, N);
+    momenta (T, D); masses (D,)). kinetic_fraction 1: E_n above the trajectory's total energy."""
     e_kin = 0.5 * np.einsum("tj,tj,j->t", momenta, momenta, 1.0 / masses)
-    return energies > (e_kin + np.einsum("tn,tn->t", pops, energies))[:, None]
+    gap = energies - np.einsum("tn,tn->t", pops, energies)[:, None]
+    return e_kin[:, None] < kinetic_fraction * gap
 
 
 def qc_generator(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray,

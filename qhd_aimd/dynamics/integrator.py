@@ -116,8 +116,9 @@ class Propagator:
         gradient from each trajectory's adiabatic momenta, ``decoherence``) or
         "energy_consistent" (the same with their component along the flow from energy
         conservation, ``decoherence.energy_consistent``); ``fields.coherence_gradient``
-    quantum_momentum : "kernel" (-1/2 d ln n) or "pair_centred" (``decoherence``; used with
-        the accumulated gradient; ``fields.quantum_momentum``)
+    quantum_momentum : "projected" (state-resolved kernel densities projected on each pair,
+        ``decoherence.projected_quantum_momentum``), "pair_centred" (``decoherence``) or
+        "kernel" (-1/2 d ln n); used with the accumulated gradient (``fields.quantum_momentum``)
     energy_correction : "rescale" (coupled methods: each trajectory's momentum is rescaled
         after every step so that E_kin + Tr(rho H_el) keeps its value) or "none"
         (``dynamics.energy_correction``)
@@ -138,7 +139,7 @@ class Propagator:
     demodulate: object = "auto"
     quantum_force: bool = False
     coherence_gradient: str = "regression"
-    quantum_momentum: str = "pair_centred"
+    quantum_momentum: str = "projected"
     energy_correction: str = "none"
     hopping: object = None
     seed: int = 0
@@ -149,7 +150,7 @@ class Propagator:
         if self.hopping is None:
             self.hopping = HoppingOptions()
         for key, allowed in (("coherence_gradient", ("regression", "accumulated", "energy_consistent")),
-                             ("quantum_momentum", ("kernel", "pair_centred")),
+                             ("quantum_momentum", ("kernel", "pair_centred", "projected")),
                              ("energy_correction", ("rescale", "none"))):
             if getattr(self, key) not in allowed:
                 raise QhdError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -483,11 +484,13 @@ class Propagator:
             q, alpha = dc.kernel_quantum_momentum(pos, w, h)
             if self.quantum_momentum == "pair_centred":
                 qp = dc.pair_quantum_momentum(pos, q, alpha, pops, f_all)[idx]
+            elif self.quantum_momentum == "projected":
+                qp = dc.projected_quantum_momentum(pos, w, h, pops, q, f_all)[idx]
             else:
                 qp = np.broadcast_to(q[idx][:, None, None, :], f.shape[:2] + f.shape[1:]).copy()
             closed = dc.closed_states(_energies(s, local),
                                       np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
-                                      self.masses)
+                                      self.masses, dc.CLOSED_KINETIC_FRACTION)
             s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed)
             s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed)
             if self.quantum_force:

@@ -71,6 +71,44 @@ def test_pair_centred_quantum_momentum_moves_no_net_population():
             assert np.array_equal(qp[:, a, b], qp[:, b, a])
 
 
+def test_projected_quantum_momentum_is_the_two_branch_rate():
+    """Two Gaussian branches (weights 0.7 / 0.3, centres -1 and 1.5, width 1) with the exact
+    local populations p_k = n_k / n on every trajectory: the projected Q_01 is
+    -1/2 (p1 d ln n0 + p0 d ln n1) of the kernel-smoothed branches (variance s^2 + h^2), the rate
+    at which the exact populations change along the mean flow; the whole-density kernel Q is far
+    from it. It moves (almost) no net population over the swarm (the kernel Q does), and with
+    uniform populations it is the kernel Q."""
+    rng = np.random.default_rng(3)
+    t, s, h = 1500, 1.0, np.array([0.4])
+    c, wts = np.array([-1.0, 1.5]), np.array([0.7, 0.3])
+    pos = (c[(rng.random(t) < wts[1]).astype(int)] + s * rng.normal(size=t))[:, None]
+    g = wts * np.exp(-0.5 * (pos - c) ** 2 / s**2)
+    pops = g / g.sum(1, keepdims=True)
+    w = fl.kernel_matrix(pos, h, 6.0)
+    q, _ = dc.kernel_quantum_momentum(pos, w, h)
+    qp = dc.projected_quantum_momentum(pos, w, h, pops, q)
+    assert qp.shape == (t, 2, 2, 1) and np.array_equal(qp[:, 0, 1], qp[:, 1, 0])
+    v = s**2 + h[0] ** 2
+    gt = wts * np.exp(-0.5 * (pos - c) ** 2 / v)
+    pt = gt / gt.sum(1, keepdims=True)
+    ref = 0.5 * (pt[:, 1] * (pos[:, 0] - c[0]) + pt[:, 0] * (pos[:, 0] - c[1])) / v
+    mid = np.abs(pos[:, 0]) < 2
+    assert np.abs(qp[:, 0, 1, 0] - ref)[mid].max() < 0.1  # |ref| up to 1.6 here
+    assert np.abs(q[:, 0] - ref)[mid].max() > 1.0
+    wgt = pops[:, 0] * pops[:, 1]
+    assert abs((wgt * qp[:, 0, 1, 0]).sum()) < 0.05 * (wgt * np.abs(qp[:, 0, 1, 0])).sum()
+    assert abs((wgt * q[:, 0]).sum()) > 0.2 * (wgt * np.abs(q[:, 0])).sum()
+    uniform = np.tile([0.3, 0.7], (t, 1))
+    assert np.abs(dc.projected_quantum_momentum(pos, w, h, uniform, q) - q[:, None, None, :]).max() < 1e-12
+    # with the adiabatic momenta: the finite-swarm no-net-transfer condition holds exactly
+    f = np.stack([np.full(t, 3.0), -pos[:, 0]], axis=1)[:, :, None] + rng.normal(size=(t, 2, 1))
+    qf = dc.projected_quantum_momentum(pos, w, h, pops, q, f)
+    wf = wgt * (f[:, 0, 0] - f[:, 1, 0])
+    assert abs((wf * qf[:, 0, 1, 0]).sum()) < 1e-10 * np.abs(wf * qf[:, 0, 1, 0]).sum()
+    assert abs((wf * qp[:, 0, 1, 0]).sum()) > 1e-3 * np.abs(wf * qp[:, 0, 1, 0]).sum()
+    assert np.ptp(qf[:, 0, 1, 0] - qp[:, 0, 1, 0]) < 1e-12  # one swarm-wide shift
+
+
 def test_energy_consistent_momenta_make_the_qc_terms_conserve_energy():
     """v.(f_n - f_m) = -(E_n - E_m) to first order in the gap over the kinetic energy, which makes
     the quantum-coupling generator and force together conserve E_kin + Tr(rho H_el)."""
@@ -170,8 +208,9 @@ def test_default_coupled_estimator_decoheres_towards_exact_on_tully_simple():
     """Tully's simple crossing at k = 10 (grid case of docs/validation/tully_grid.py, 40
     trajectories, dt 8 a.u.): the exact D_12 falls to 0.008 by t = 5000 a.u., Ehrenfest stays at
     0.14. ehrenfest_qc with the package defaults (energy-consistent adiabatic momenta,
-    pair-centred Q, energy rescaling) ends clearly closer (measured 0.085), with transmission
-    within 0.03 and every trajectory's E_kin + Tr(rho H) conserved."""
+    projected Q, energy rescaling) ends at least half-way there (measured 0.062; the
+    pair-centred Q gives 0.087 and fails this bar), with transmission within 0.03 and every
+    trajectory's E_kin + Tr(rho H) conserved."""
     from qhd_aimd.config import parse_config
     from qhd_aimd.exact import run_exact
 
@@ -197,7 +236,7 @@ def test_default_coupled_estimator_decoheres_towards_exact_on_tully_simple():
         drift[method] = np.abs(np.add(*s.energies(prop.masses)) - e0).max()
     d_ex = ex.decoherence[cfg.dynamics.n_steps]
     assert d_ex < 0.01 and d12["ehrenfest"] > 0.1
-    assert abs(d12["ehrenfest_qc"] - d_ex) < 0.75 * abs(d12["ehrenfest"] - d_ex)
+    assert abs(d12["ehrenfest_qc"] - d_ex) < 0.5 * abs(d12["ehrenfest"] - d_ex)
     assert abs(t1["ehrenfest_qc"] - ex.transmission[1]) < 0.03
     assert drift["ehrenfest_qc"] < 1e-9
 
@@ -216,6 +255,10 @@ def test_quantum_coupling_never_fills_a_closed_state():
     assert 0 < closed.sum() < closed.size
     e_kin = 0.5 * (mom**2 / masses).sum(1)
     assert np.array_equal(closed, energies > (e_kin + (pops * energies).sum(1))[:, None])
+    early = dc.closed_states(energies, pops, mom, masses, dc.CLOSED_KINETIC_FRACTION)
+    assert np.all(closed[early]) and early.sum() < closed.sum()  # the integrator's looser clip
+    gap = energies - (pops * energies).sum(1)[:, None]
+    assert np.array_equal(early, e_kin[:, None] < dc.CLOSED_KINETIC_FRACTION * gap)
     f = rng.normal(size=(t, n, d))
     qp = rng.normal(size=(t, n, n, d))
     qp = qp + np.swapaxes(qp, 1, 2)
