@@ -26,6 +26,11 @@ the coupled methods"):
   property the kernel estimate violates). Where R_nm is farther than ``CENTRE_MAX_SIGMA`` swarm
   standard deviations from a trajectory, or the slope is not positive, that trajectory keeps
   its kernel Q (documented fallback).
+* **Projected quantum momentum** (default, ``projected_quantum_momentum``): per pair of states,
+  Q_nm = (p~_m Q_n + p~_n Q_m) / (p~_n + p~_m) with Q_k = -1/2 d ln n_k of the state-resolved
+  kernel densities n_k = n p_k: the rate at which the exact local populations change as the
+  branches separate (population-gradient part of the quantum momentum projected on the pair,
+  cf. Arribas & Maitra, PRL 133, 233201 (2024)), shifted so that it moves no net population.
 
 Shapes: T trajectories, N states, D degrees of freedom; lengths bohr, momenta a.u., hbar = 1.
 """
