@@ -108,9 +108,13 @@ def diabatic_propagate(model, x, c, tau):
     return np.stack([c0, c1], axis=1)
 
 
-def run(name, k, x0, n_traj, decoherence, c_edc=0.1, seed=1):
+def run(name, k, x0, n_traj, decoherence, c_edc=0.1, seed=1, dt_scale=1.0, prob="tully"):
+    """Final T (2,), R (2,) fractions by active state, mean |c_n|^2 transmitted / reflected,
+    hops and frustrated hops per trajectory. ``prob``: "tully" (Tully 1990, summed over the
+    sub-steps) or "step" (max(0, 1 - |c_a(t+dt)|^2/|c_a(t)|^2): the two-state form of the
+    step-integrated local-diabatization probability that qhd_aimd uses)."""
     model = MODELS[name]
-    dt = min(8.0, 120.0 / k)
+    dt = min(8.0, 120.0 / k) * dt_scale
     t_final = 1.3 * 2 * abs(x0) * MASS / k
     pos, mom = sample_wavepacket(x0, k, 20.0 / k, n_traj, 1)
     x, p = pos[:, 0].copy(), mom[:, 0].copy()
@@ -129,6 +133,7 @@ def run(name, k, x0, n_traj, decoherence, c_edc=0.1, seed=1):
         v = p_half / MASS
         tau = dt / N_SUB
         g = np.zeros(n_traj)
+        pop_a = np.abs(np.einsum("tji,tj->ti", rot, c)[idx, act]) ** 2
         for j in range(N_SUB):
             xm = x + (j + 0.5) / N_SUB * (x_new - x)
             c = diabatic_propagate(model, xm, c, 0.5 * tau)
@@ -141,6 +146,9 @@ def run(name, k, x0, n_traj, decoherence, c_edc=0.1, seed=1):
             c = diabatic_propagate(model, xm, c, 0.5 * tau)
         x = x_new
         energies, rot, forces, _ = adiabatic(model, x)
+        if prob == "step":
+            pop_new = np.abs(np.einsum("tji,tj->ti", rot, c)[idx, act]) ** 2
+            g = 1.0 - pop_new / np.maximum(pop_a, 1e-14)
         p = p_half + 0.5 * dt * forces[idx, act]
         # hop after the second half kick
         hop = rng.random(n_traj) < np.clip(g, 0.0, None)
@@ -165,8 +173,33 @@ def run(name, k, x0, n_traj, decoherence, c_edc=0.1, seed=1):
             c = np.einsum("tij,tj->ti", rot, a)
     right = x > 0
     on = np.stack([act == 0, act == 1], axis=1)
+    pops = np.abs(np.einsum("tji,tj->ti", adiabatic(model, x)[1], c)) ** 2
     return ((on & right[:, None]).mean(0), (on & ~right[:, None]).mean(0),
+            (pops * right[:, None]).mean(0), (pops * ~right[:, None]).mean(0),
             hops / n_traj, frustrated / n_traj)
+
+
+def lower_path_populations(name, k, x_end=10.0, dt=0.5):
+    """Upper adiabatic population |c_1|^2 along ONE classical path on the lower surface from
+    x = -10 at momentum k (no hops, no decoherence): at x = 0 (between the two Tully 2
+    crossings) and at x_end. Coherent two-crossing value vs the incoherent 2P(1-P) that a full
+    decoherence between the crossings gives (P = the x = 0 value)."""
+    model = MODELS[name]
+    x, p = np.array([-10.0]), np.array([k])
+    _, rot, forces, _ = adiabatic(model, x)
+    c = rot[:, :, 0].astype(complex)
+    p_mid = None
+    while x[0] < x_end:
+        p_half = p + 0.5 * dt * forces[:, 0]
+        x_new = x + dt * p_half / MASS
+        for j in range(4):
+            c = diabatic_propagate(model, x + (j + 0.5) / 4 * (x_new - x), c, dt / 4)
+        if x[0] < 0.0 <= x_new[0]:
+            p_mid = abs(np.einsum("tji,tj->ti", adiabatic(model, x_new)[1], c)[0, 1]) ** 2
+        x = x_new
+        _, rot, forces, _ = adiabatic(model, x)
+        p = p_half + 0.5 * dt * forces[:, 0]
+    return p_mid, abs(np.einsum("tji,tj->ti", rot, c)[0, 1]) ** 2
 
 
 def qhd_rows(path):
@@ -197,7 +230,7 @@ def main(n_traj=500, only=None):
     ref = qhd_rows(pathlib.Path(__file__).with_name("fssh_grid.txt"))
     print(f"# independent FSSH (+EDC C = 0.1 Ha), {n_traj} trajectories, same Wigner sample as "
           "fssh_grid.py; qhd = qhd_aimd fssh_grid.txt row (500 trajectories)")
-    print("model           k  variant   code     T0     T1     R0     R1  err_TR  |z|max  hops  frustr  wall_s")
+    print("model           k  variant   code     T0     T1     R0     R1  err_TR  |z|max  |frac-rho|  hops  frustr  wall_s")
     for name, k, x0 in GRID + [("tully_extended", k, -15.0) for k in (8.0, 10.0, 25.0, 30.0)]:
         if (only and f"{name}:{k:g}" not in only) or (not only and name == "tully_extended"):
             continue
@@ -205,7 +238,8 @@ def main(n_traj=500, only=None):
         exact = case.get("exact")
         for dec, qname in (("edc", "fssh"), ("none", "fssh_none")):
             t0 = time.perf_counter()
-            t_, r_, hops, fr = run(name, k, x0, n_traj, dec)
+            t_, r_, te, re, hops, fr = run(name, k, x0, n_traj, dec)
+            incons = np.abs(t_ - te).sum() + np.abs(r_ - re).sum()
             wall = time.perf_counter() - t0
             mine = np.concatenate([t_, r_])
             err = f"{np.abs(mine - exact).sum():6.3f}" if exact else "   n/a"
@@ -217,7 +251,7 @@ def main(n_traj=500, only=None):
                 zz = np.abs(mine - o) / np.sqrt(np.where(var > 0, var, np.inf))
                 z = f"{zz.max():6.2f}"
             print(f"{name:15s} {k:3.0f}  {dec:8s} indep  " + " ".join(f"{v:6.3f}" for v in mine)
-                  + f"  {err}  {z}  {hops:4.2f}  {fr:6.2f}  {wall:6.1f}", flush=True)
+                  + f"  {err}  {z}  {incons:9.3f}  {hops:4.2f}  {fr:6.2f}  {wall:6.1f}", flush=True)
             if other is not None:
                 qerr = f"{np.abs(np.array(other) - exact).sum():6.3f}" if exact else "   n/a"
                 print(f"{'':15s} {'':3s}  {dec:8s} qhd    " + " ".join(f"{v:6.3f}" for v in other)
@@ -225,6 +259,16 @@ def main(n_traj=500, only=None):
         if exact:
             print(f"{'':15s} {'':3s}  {'':8s} exact  " + " ".join(f"{v:6.3f}" for v in exact),
                   flush=True)
+
+
+    if not only or any(o.startswith("tully_dual") for o in only):
+        print("# Tully 2, one classical path on the lower surface from x = -10 at momentum k: upper"
+              " population P at x = 0 (after the first crossing), after both crossings coherently,"
+              " and the incoherent 2P(1-P) left when the coherence is destroyed between them")
+        for k in (20.0, 30.0, 40.0, 50.0):
+            p_mid, p_end = lower_path_populations("tully_dual", k)
+            print(f"tully_dual {k:3.0f}  P(x=0) {p_mid:6.3f}  coherent {p_end:6.3f}  "
+                  f"incoherent 2P(1-P) {2 * p_mid * (1 - p_mid):6.3f}", flush=True)
 
 
 if __name__ == "__main__":
