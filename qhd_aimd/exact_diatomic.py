@@ -495,8 +495,11 @@ def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: flo
 
 def _method_tag(cfg) -> str:
     el, mol = cfg.system.electronic, cfg.system.molecule
-    return (f"SA{el.n_states}-CASSCF({el.active_space[0]},{el.active_space[1]})/{el.basis} "
-            f"charge {mol.charge} 2S {mol.spin}")
+    tag = (f"SA{el.n_states}-CASSCF({el.active_space[0]},{el.active_space[1]})/{el.basis} "
+           f"charge {mol.charge} 2S {mol.spin}")
+    if el.active_orbitals is not None:
+        tag += f" active MOs {list(el.active_orbitals)}"
+    return tag
 
 
 def write_exact_diatomic(curves: DiatomicCurves, res: DiatomicResult, out_dir) -> Path:

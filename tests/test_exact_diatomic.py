@@ -311,3 +311,10 @@ def test_exact_scan_range_from_config(tmp_path):
     assert scan_range(cfg) == (0.5 * r0, 16.0)
     with pytest.raises(ConfigError, match="exact_scan: the range .* must contain"):
         scan_range(parse_config({**base, "exact_scan": {"r_min_bohr": 3.5}}))
+    # cached curves (exact_curves.h5) are reused only for the same method tag: the selected
+    # active orbitals are part of it
+    from qhd_aimd.exact_diatomic import _method_tag
+
+    sel = parse_config({**base, "system": {**base["system"],
+                                           "electronic": {"active_orbitals": [4, 7]}}})
+    assert _method_tag(sel) != _method_tag(cfg) and "[4, 7]" in _method_tag(sel)
