@@ -20,6 +20,8 @@ for b in blocks:
     mu = masses[el[0]] * masses[el[1]] / (masses[el[0]] + masses[el[1]]) * AMU
     rows = re.findall(r"^\s*([\d.]+) \[\s*(-[\d.]+)\s+(-[\d.]+)\s*\]", b, flags=re.M)
     r = np.array([float(x[0]) for x in rows]); e = np.array([[float(x[1]), float(x[2])] for x in rows])
+    if len(r) < 4 or np.any(np.diff(r) <= 0):
+        continue  # the CAS(2,4)/(2,6) checks were run inwards from 20 bohr (5 points)
     gap = e[:, 1] - e[:, 0]
     re_ = r[np.argmin(e[:, 0])]
     s1 = CubicSpline(r, e[:, 1]); sg = CubicSpline(r, gap)
