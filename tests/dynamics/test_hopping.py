@@ -189,11 +189,11 @@ def test_edc_is_granucci_persico_on_the_amplitudes():
     out = hp.edc(rho, e, act, ekin, dt, cc)
     for i in range(4):
         a = act[i]
-        tau = (1.0 + cc / ekin[i]) / np.abs(e[i] - e[i, a])
         d = c[i].copy()
         for m in range(3):
             if m != a:
-                d[m] *= np.exp(-dt / tau[m])
+                tau = (1.0 + cc / ekin[i]) / abs(e[i, m] - e[i, a])
+                d[m] *= np.exp(-dt / tau)
         rest = sum(abs(d[m]) ** 2 for m in range(3) if m != a)
         d[a] *= np.sqrt((1.0 - rest) / abs(c[i, a]) ** 2)
         assert np.allclose(out[i], np.outer(d, d.conj()), atol=1e-13)
