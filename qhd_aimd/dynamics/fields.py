@@ -276,12 +276,24 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
         a = np.concatenate(cols, axis=1)  # (Ks, Q)
         aw = a * w[rows, None]
         cs, q = centre[rows], a.shape[1]
-        normal = np.empty((len(sel), q, q))
-        for i in range(q):  # Q small passes over (Ks,) / (Ks, M), no (Ks, Q, M) temporary
-            for j in range(i, q):
-                normal[:, i, j] = normal[:, j, i] = _segment_sum(aw[:, i] * a[:, j], cs, n_centres)[sel]
+        iu_q = np.triu_indices(q)
         yr = y[rows]
-        rhs = np.stack([_segment_sum(aw[:, i, None] * yr, cs, n_centres)[sel] for i in range(q)], axis=1)
+        cplx = np.iscomplexobj(yr)
+        m = yr.shape[1]
+        if cplx:  # real and imaginary columns: the normal matrix stays real
+            yr = np.concatenate([yr.real, yr.imag], axis=1)
+        # one segmented sum over the pairs for the normal matrix (upper triangle) and the
+        # right-hand side: (Ks, Q (Q + 1) / 2 + Q M)
+        prod = np.concatenate([aw[:, iu_q[0]] * a[:, iu_q[1]],
+                               (aw[:, :, None] * yr[:, None, :]).reshape(len(rows), -1)], axis=1)
+        sums = _segment_sum(prod, cs, n_centres)[sel]
+        nu = len(iu_q[0])
+        normal = np.empty((len(sel), q, q))
+        normal[:, iu_q[0], iu_q[1]] = sums[:, :nu]
+        normal[:, iu_q[1], iu_q[0]] = sums[:, :nu]
+        rhs = sums[:, nu:].reshape(len(sel), q, yr.shape[1])
+        if cplx:
+            rhs = rhs[:, :, :m] + 1j * rhs[:, :, m:]
         scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
         normal = normal + ridge * scale[:, None, None] * np.eye(q)
         try:

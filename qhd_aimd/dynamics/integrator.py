@@ -467,29 +467,25 @@ class Propagator:
             f_loc = dc.energy_consistent(f_loc, _energies(s, range(len(s.elec))),
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
-        mine = {int(t): (s.positions[i], np.real(np.diagonal(s.rho[i])), f_loc[i])
-                for i in np.flatnonzero(s.active) for t in [s.ids[i]]}
-        g = {}
-        for part in self.comm.allgather(mine):
-            g.update(part)
-        act_ids = sorted(g)
         local = np.flatnonzero(s.active)
+        mine = (np.asarray(s.ids)[local], s.positions[local],
+                np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)), f_loc[local])
+        parts = self.comm.allgather(mine) if getattr(self.comm, "size", 1) > 1 else [mine]
+        all_ids, pos, pops, f_all = (np.concatenate([q[k] for q in parts]) for k in range(4))
+        order = np.argsort(all_ids, kind="stable")  # by id: the same arrays on any number of ranks
+        all_ids, pos, pops, f_all = all_ids[order], pos[order], pops[order], f_all[order]
+        act_ids = all_ids.tolist()
         inv_mass = 1.0 / self.masses
         s.extra = np.zeros_like(s.rho)
         s.f_geometric = np.zeros_like(s.positions)
         s.f_qc = np.zeros_like(s.positions)
         if not act_ids:
             return
-        pos = np.stack([g[t][0] for t in act_ids])
-        pops = np.stack([g[t][1] for t in act_ids])
-        f_all = np.stack([g[t][2] for t in act_ids])
         n_act = len(act_ids)
         frame = swarm_frame(pos, self.masses, self._molecule, max_dim=max_subspace_dim(n_act))
         c, p = frame.coords, frame.dim
         if p == 0:  # no spread (one trajectory, or all at one point): zero fields
-            s.fields_fallback[local] = True
-            if self._method.geometric and len(local):
-                self.comm.allgather({})
+            s.fields_fallback[local] = True  # (every rank returns here: same swarm)
             return
         h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr) if frame.kind == "cartesian" \
             else fl.bandwidth(c, self.bandwidth_factor)
@@ -498,11 +494,11 @@ class Propagator:
         gauss = None
         if not kernel_ok.all():
             gauss = nb.gaussian_log_density(c)
-        where = {tid: k for k, tid in enumerate(act_ids)}
-        idx = np.array([where[int(s.ids[i])] for i in local], int)
-        if not len(local):
-            if self._method.geometric:
-                self.comm.allgather({})
+        idx = np.searchsorted(all_ids, np.asarray(s.ids)[local]).astype(int)
+        if not len(local):  # a rank without active trajectories joins the metric exchange
+            if self._method.geometric and getattr(self.comm, "size", 1) > 1:
+                d = self.masses.shape[0]
+                self.comm.allgather((np.zeros(0, int), np.zeros((0, d, d))))
             return
         rho, f = s.rho[local], f_loc[local]
         drho, d2rho = dc.coherence_derivatives(rho, f)
@@ -511,8 +507,9 @@ class Propagator:
         loc_of[idx] = np.arange(len(idx))
         sel = loc_of[pa] >= 0
         la, lb, lw = loc_of[pa[sel]], pb[sel], pw[sel]
-        order = np.argsort(la, kind="stable")
-        la, lb, lw = la[order], lb[order], lw[order]
+        if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
+            order = np.argsort(la, kind="stable")
+            la, lb, lw = la[order], lb[order], lw[order]
         ldx = c[lb] - c[idx[la]]
         ok_loc = kernel_ok[idx]
         if self._method.quantum_coupling:
@@ -525,8 +522,8 @@ class Propagator:
             if self.quantum_momentum == "pair_centred":
                 qp_c = dc.pair_quantum_momentum(c, q, alpha, pops, f_c)[idx]
             else:
-                qp_c = np.broadcast_to(q[idx][:, None, None, :], f_c.shape[:1] + f_c.shape[1:2] * 2
-                                       + (p,))[:len(idx)].copy()
+                n_st = f_c.shape[1]
+                qp_c = np.broadcast_to(q[idx][:, None, None, :], (len(idx), n_st, n_st, p)).copy()
             qp = np.moveaxis(frame.first_to_cartesian(np.moveaxis(qp_c, 3, 1)), 1, 3)  # (L, N, N, D)
             closed = dc.closed_states(_energies(s, local),
                                       np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
@@ -541,10 +538,10 @@ class Propagator:
         if self._method.geometric:
             geo = replace(self._method, quantum_coupling=False)
             gm = fl.metrics(rho, drho)
-            g_all = {}
-            for part in self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local)}):
-                g_all.update(part)
-            g_arr = np.stack([g_all[t] for t in act_ids])
+            gparts = self.comm.allgather((np.asarray(s.ids)[local], gm)) \
+                if getattr(self.comm, "size", 1) > 1 else [(np.asarray(s.ids)[local], gm)]
+            g_ids = np.concatenate([q[0] for q in gparts])
+            g_arr = np.concatenate([q[1] for q in gparts])[np.argsort(g_ids, kind="stable")]
             dg_c, _ = fl.local_fit_pairs(la, len(local), ldx, g_arr[lb] - gm[la], lw, h, False, self.ridge)
             if not ok_loc.all():
                 dg_c[~ok_loc] = nb.global_linear_fit(c, g_arr, self.ridge)

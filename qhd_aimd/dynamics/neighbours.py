@@ -1,9 +1,9 @@
 """Sparse kernel neighbours and the whole-swarm (global) tier of the swarm density estimators.
 
 Local tier (``kernel_pairs``, ``kernel_log_density``): the Gaussian product kernel of ``fields``
-truncated at ``cutoff`` bandwidths, with the neighbour pairs found by a k-d tree
-(``scipy.spatial.cKDTree``) in the coordinates scaled by the bandwidths: O(T log T + K) for K
-pairs instead of the dense (T, T) kernel matrix. The numbers are those of the dense estimator
+truncated at ``cutoff`` bandwidths, as a sparse list of the K neighbour pairs (k-d tree,
+``scipy.spatial.cKDTree``, for large swarms in few dimensions) in the coordinates scaled by the
+bandwidths; every later sum runs over the K pairs, not over a dense (T, T) kernel matrix. The numbers are those of the dense estimator
 (``fields.kernel_matrix`` + ``decoherence.kernel_quantum_momentum``), which zeroes the same
 pairs; only the summation order differs (round-off).
 
@@ -26,26 +26,51 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 
+#: above this many trajectories (and in at most ``TREE_MAX_DIM`` dimensions) the pairs come
+#: from a k-d tree; below, from row blocks of the distance matrix (faster for small swarms)
+TREE_MIN_TRAJECTORIES = 2000
+TREE_MAX_DIM = 6
+_BLOCK_ENTRIES = 1 << 21
+
+
 def kernel_pairs(coords: np.ndarray, h: np.ndarray, cutoff: float):
     """Ordered neighbour pairs (a, b), a != b, with |(c_a - c_b) / h| <= cutoff, and their
     kernel weights W_ab = exp(-|(c_a - c_b)/h|^2 / 2).
 
     coords (T, P); h (P,) bandwidths. Returns (a, b, w), each (K,), sorted by a then b (both
-    orders of every pair are listed), K = 2 x the number of unordered pairs.
+    orders of every pair are listed). Memory O(K) (never a (T, T) array): large swarms in few
+    dimensions use ``scipy.spatial.cKDTree``, others row blocks of at most 2^21 distances.
     """
-    t = coords.shape[0]
-    if t < 2 or coords.shape[1] == 0:
+    t, p = coords.shape
+    if t < 2 or p == 0:
         e = np.zeros(0, int)
         return e, e.copy(), np.zeros(0)
     z = coords / h
-    pairs = cKDTree(z).query_pairs(cutoff, output_type="ndarray")
-    a = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(int)
-    b = np.concatenate([pairs[:, 1], pairs[:, 0]]).astype(int)
-    order = np.lexsort((b, a))
-    a, b = a[order], b[order]
-    d = z[a] - z[b]
-    r2 = np.einsum("kj,kj->k", d, d)
-    keep = r2 <= cutoff**2  # the dense estimator's exact rule (the tree's test rounds differently)
+    c2 = cutoff**2
+    if t >= TREE_MIN_TRAJECTORIES and p <= TREE_MAX_DIM:
+        pairs = cKDTree(z).query_pairs(cutoff * (1 + 1e-12), output_type="ndarray")
+        a = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(int)
+        b = np.concatenate([pairs[:, 1], pairs[:, 0]]).astype(int)
+        order = np.lexsort((b, a))
+        a, b = a[order], b[order]
+        d = z[a] - z[b]
+        r2 = np.einsum("kj,kj->k", d, d)
+    else:
+        rows = max(1, _BLOCK_ENTRIES // t)
+        parts_a, parts_b, parts_r = [], [], []
+        for lo in range(0, t, rows):
+            r2b = np.zeros((min(rows, t - lo), t))
+            for j in range(p):
+                d = z[lo:lo + rows, j, None] - z[None, :, j]
+                r2b += d * d
+            ia, ib = np.nonzero(r2b <= c2)
+            parts_a.append(ia + lo)
+            parts_b.append(ib)
+            parts_r.append(r2b[ia, ib])
+        a, b, r2 = (np.concatenate(x) for x in (parts_a, parts_b, parts_r))
+        off = a != b
+        a, b, r2 = a[off], b[off], r2[off]
+    keep = r2 <= c2  # the dense estimator's rule (the tree's own test rounds differently)
     return a[keep], b[keep], np.exp(-0.5 * r2[keep])
 
 
@@ -58,10 +83,14 @@ def kernel_log_density(coords: np.ndarray, h: np.ndarray, a: np.ndarray, b: np.n
     d^2 ln n_a = sum_b W_ab ((c_b - c_a)^2 / h^4 - 1 / h^2) / sum_b W_ab - (d ln n_a)^2.
     """
     t, p = coords.shape
-    norm = 1.0 + np.bincount(a, weights=w, minlength=t)
     diff = coords[b] - coords[a]
-    s1 = np.stack([np.bincount(a, weights=w * diff[:, j], minlength=t) for j in range(p)], axis=1)
-    s2 = np.stack([np.bincount(a, weights=w * diff[:, j] ** 2, minlength=t) for j in range(p)], axis=1)
+    wd = w[:, None] * diff
+    sums = np.zeros((t, 1 + 2 * p))
+    if len(a):
+        starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        sums[a[starts]] = np.add.reduceat(np.concatenate([w[:, None], wd, wd * diff], axis=1), starts, axis=0)
+    norm = 1.0 + sums[:, 0]
+    s1, s2 = sums[:, 1:1 + p], sums[:, 1 + p:]
     g = s1 / (h**2 * norm[:, None])
     g2 = s2 / (h**4 * norm[:, None]) - 1.0 / h**2 - g**2
     return g, g2
