@@ -125,7 +125,7 @@ def _expm(a: np.ndarray, order: int = 14) -> np.ndarray:
     norm = np.abs(a).sum(axis=-2).max(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
-    squarings = np.nan_to_num(squarings, nan=0.0, posinf=0.0).astype(int)
+    squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)  # NaN/inf input: 0
     a = a / (2.0**squarings)[..., None, None]
     out = term = np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape)
     for k in range(1, order + 1):

@@ -17,6 +17,8 @@ zero weight and are never mapped into the frame (no overlap is computed for them
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -238,6 +240,12 @@ def _segment_sum(x: np.ndarray, centre: np.ndarray, n_centres: int) -> np.ndarra
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _triu(n: int, k: int):
+    """np.triu_indices(n, k), cached (it costs more than a small fit)."""
+    return np.triu_indices(n, k)
+
+
 def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.ndarray,
                     w: np.ndarray, h: np.ndarray, quadratic: bool, ridge: float = 1e-10):
     """``local_fit`` for many centres at once, from their (centre, neighbour) pairs.
@@ -263,7 +271,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     second = np.zeros_like(first)
     count = np.bincount(centre, minlength=n_centres)
     kinds = fit_kinds(count, p, quadratic)
-    iu = np.triu_indices(p, 1)
+    iu = _triu(p, 1)
     for kind in np.unique(kinds[count > 0]):
         sel = np.flatnonzero((kinds == kind) & (count > 0))
         rows = np.flatnonzero(kinds[centre] == kind)
@@ -276,7 +284,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
         a = np.concatenate(cols, axis=1)  # (Ks, Q)
         aw = a * w[rows, None]
         cs, q = centre[rows], a.shape[1]
-        iu_q = np.triu_indices(q)
+        iu_q = _triu(q, 0)
         yr = y[rows]
         cplx = np.iscomplexobj(yr)
         m = yr.shape[1]

@@ -441,6 +441,10 @@ class Propagator:
         pops = np.real(np.diagonal(s.rho[act], axis1=1, axis2=2))
         mixed = ((pops > dc.POP_MIN) & (pops < 1.0 - dc.POP_MIN)).any(axis=1)
         grad = np.zeros_like(s.adiabatic_momenta[act])
+        dh = [s.elec[i].dhdx for i, m in zip(act, mixed) if m]
+        if dh and all(x is not None for x in dh):  # models: dhdx at hand, one batched diagonal
+            grad[mixed] = np.real(np.diagonal(np.stack(dh), axis1=2, axis2=3)).transpose(0, 2, 1)
+            mixed = np.zeros_like(mixed)
         for n, i in enumerate(act):
             if mixed[n]:  # gradients only where they are used (molecules: one per state)
                 try:
