@@ -127,10 +127,19 @@ def _expm(a: np.ndarray, order: int = 14) -> np.ndarray:
         squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
     squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)  # NaN/inf input: 0
     a = a / (2.0**squarings)[..., None, None]
-    out = term = np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape)
+    # per matrix, the Taylor order whose remainder bound ||a||^(k+1)/(k+1)! is below 1e-17 (at
+    # most ``order``): small steps need ~7 terms, not 14; each matrix's own order, so its result
+    # does not depend on the other matrices of the batch
+    scaled = np.abs(a).sum(axis=-2).max(axis=-1)
+    bound = np.ones_like(scaled)
+    need = np.full(scaled.shape, order, int)
     for k in range(1, order + 1):
+        bound = bound * scaled / (k + 1)
+        need = np.where((bound < 1e-17) & (need == order), k, need)
+    out = term = np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape)
+    for k in range(1, int(need.max(initial=0)) + 1):
         term = term @ a / k
-        out = out + term
+        out = out + np.where((k <= need)[..., None, None], term, 0.0)
     for k in range(int(squarings.max(initial=0))):
         more = squarings > k
         out = np.where(more[..., None, None], out @ out, out)
