@@ -274,7 +274,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     iu = _triu(p, 1)
     for kind in np.unique(kinds[count > 0]):
         sel = np.flatnonzero((kinds == kind) & (count > 0))
-        rows = np.flatnonzero(kinds[centre] == kind)
+        rows = np.flatnonzero(kinds[centre] == kind) if len(sel) < np.count_nonzero(count) else slice(None)
         zs = z[rows]
         cols = [zs]
         if kind >= 1:
@@ -293,7 +293,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
         # one segmented sum over the pairs for the normal matrix (upper triangle) and the
         # right-hand side: (Ks, Q (Q + 1) / 2 + Q M)
         prod = np.concatenate([aw[:, iu_q[0]] * a[:, iu_q[1]],
-                               (aw[:, :, None] * yr[:, None, :]).reshape(len(rows), -1)], axis=1)
+                               (aw[:, :, None] * yr[:, None, :]).reshape(len(cs), -1)], axis=1)
         sums = _segment_sum(prod, cs, n_centres)[sel]
         nu = len(iu_q[0])
         normal = np.empty((len(sel), q, q))

@@ -59,17 +59,18 @@ def kernel_pairs(coords: np.ndarray, h: np.ndarray, cutoff: float):
         rows = max(1, _BLOCK_ENTRIES // t)
         parts_a, parts_b, parts_r = [], [], []
         for lo in range(0, t, rows):
-            r2b = np.zeros((min(rows, t - lo), t))
+            nr = min(rows, t - lo)
+            r2b = np.zeros((nr, t))
             for j in range(p):
-                d = z[lo:lo + rows, j, None] - z[None, :, j]
+                d = z[lo:lo + nr, j, None] - z[None, :, j]
                 r2b += d * d
-            ia, ib = np.nonzero(r2b <= c2)
+            r2b[np.arange(nr), lo + np.arange(nr)] = np.inf  # no self pairs
+            mask = r2b <= c2
+            ia, ib = np.nonzero(mask)
             parts_a.append(ia + lo)
             parts_b.append(ib)
-            parts_r.append(r2b[ia, ib])
+            parts_r.append(r2b[mask])  # row-major, the order of np.nonzero
         a, b, r2 = (np.concatenate(x) for x in (parts_a, parts_b, parts_r))
-        off = a != b
-        a, b, r2 = a[off], b[off], r2[off]
     keep = r2 <= c2  # the dense estimator's rule (the tree's own test rounds differently)
     return a[keep], b[keep], np.exp(-0.5 * r2[keep])
 
