@@ -1342,6 +1342,19 @@ class CasscfBackend:
                     couplings[j, i] = -v
         return grads, couplings
 
+    def state_gradients(self, data: ElectronicData) -> np.ndarray:
+        """(N, D) dE_n/dx_k, hartree/bohr: the state gradients of ``derivatives`` without the
+        couplings (N response solves instead of N (N + 1) / 2; the adiabatic momenta of the
+        coupled methods need only these, ``dynamics.decoherence``)."""
+        mc = self.rebuild(data)
+        grads = np.zeros((self.n_states, 3 * len(self.symbols)))
+        g = self._tune(mc.nuc_grad_method())
+        with _DerivativeIntegrals(mc.mol, self.derivative_integrals_max_mb):
+            for i in range(self.n_states):
+                grads[i] = g.kernel(state=i).ravel()
+                self._check_lagrange(g, f"the gradient of state {i}")
+        return grads
+
     def dhdx(self, data: ElectronicData) -> np.ndarray:
         """(D, N, N) <u_n|dH/dx_k|u_m>, hartree/bohr, from ``derivatives``."""
         g, c = self.derivatives(data)

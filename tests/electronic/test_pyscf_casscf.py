@@ -490,6 +490,15 @@ def test_for_overlaps_copy(backend, data0):
         backend.force(lean, np.diag([1.0, 0.0]))
 
 
+def test_state_gradients_equal_those_of_the_full_derivatives(backend, data0, derivs):
+    """``state_gradients`` (the coupled methods' adiabatic momenta: no couplings solved) gives
+    the gradients of ``derivatives`` to 1e-10, and they are real state gradients (not zero)."""
+    g = backend.state_gradients(data0)
+    assert g.shape == derivs[0].shape
+    np.testing.assert_allclose(g, derivs[0], atol=1e-10)
+    assert np.abs(g[1] - g[0]).max() > 1e-3
+
+
 def _pi_weight(handle):
     """Weight of the px/py AOs (bond along z) in each active orbital (S-metric, Mulliken)."""
     mol = handle.mol()
