@@ -13,6 +13,7 @@ The YAML layout (see ``config/README.md`` for every key)::
     fields:  {bandwidth_factor: 1.0}                # swarm estimators (coupled methods)
     hopping: {decoherence: edc}                     # surface hopping (fssh, fssh_qc)
     output:  {checkpoint_every: 50}
+    exact_scan: {r_min_bohr: 2.0, r_max_bohr: 20.0}  # qhd-aimd exact on a diatomic molecule
 
 Errors name the offending key and are raised as ``ConfigError``.
 """
@@ -68,6 +69,22 @@ class ElectronicSpec(_Strict):
         "continue", description="what a warm start does when the converged active space switched "
         "character (active-orbital overlap with the previous step below active_overlap_min)")
     active_overlap_min: float = Field(0.98, gt=0, le=1)
+    active_orbitals: Optional[list[int]] = Field(
+        None, description="1-based indices (PySCF mcscf.sort_mo convention, base=1) of the RHF "
+        "molecular orbitals that form the active space of a cold start; warm starts carry the "
+        "previous orbitals (default: the ncas orbitals around the HOMO/LUMO)")
+
+    @model_validator(mode="after")
+    def _active_orbitals(self):
+        ao = self.active_orbitals
+        if ao is not None:
+            ncas = self.active_space[1]
+            if len(ao) != ncas:
+                raise ValueError(f"active_orbitals lists {len(ao)} orbitals, active_space has "
+                                 f"{ncas} active orbitals")
+            if min(ao) < 1 or len(set(ao)) != len(ao):
+                raise ValueError("active_orbitals must be distinct 1-based MO indices (>= 1)")
+        return self
 
     @model_validator(mode="after")
     def _weights(self):
@@ -206,6 +223,23 @@ class HoppingSpec(_Strict):
     berry_force: bool = Field(False, description="add the Berry force of the active state (complex models)")
 
 
+class ExactScanSpec(_Strict):
+    """Bond-length range of the SA-CASSCF scan of ``qhd-aimd exact`` on a diatomic molecule
+    (``qhd_aimd.exact_diatomic``; ignored by the other commands)."""
+
+    r_min_bohr: Optional[float] = Field(None, gt=0, description="shortest bond length scanned, "
+                                        "bohr (default: half the xyz bond length)")
+    r_max_bohr: Optional[float] = Field(None, gt=0, description="longest bond length scanned, "
+                                        "bohr (default: the xyz bond length + 12 bohr)")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if (self.r_min_bohr is not None and self.r_max_bohr is not None
+                and not self.r_min_bohr < self.r_max_bohr):
+            raise ValueError("exact_scan: r_min_bohr must be smaller than r_max_bohr")
+        return self
+
+
 class OutputSpec(_Strict):
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
 
@@ -218,6 +252,7 @@ class StudyConfig(_Strict):
     fields: FieldsSpec = Field(default_factory=FieldsSpec)
     hopping: HoppingSpec = Field(default_factory=HoppingSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    exact_scan: ExactScanSpec = Field(default_factory=ExactScanSpec)
     name: Optional[str] = None
 
     @model_validator(mode="after")
@@ -243,6 +278,9 @@ class StudyConfig(_Strict):
         if self.fields.quantum_force and self.method in ("ehrenfest",) + HOPPING_METHODS:
             raise ValueError("fields.quantum_force needs a coupled-trajectory Ehrenfest-type method "
                              f"(the swarm estimates n), not {self.method}")
+        scan = self.exact_scan
+        if self.system.model is not None and (scan.r_min_bohr, scan.r_max_bohr) != (None, None):
+            raise ValueError("exact_scan applies to diatomic molecules only")
         if self.hopping.berry_force and self.system.model is None:
             raise ValueError("hopping.berry_force: molecules have real states (no Berry curvature); "
                              "it applies to analytic models only")

@@ -433,13 +433,20 @@ def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples:
 
 
 def scan_range(cfg) -> tuple[float, float]:
-    """Default scanned range (bohr): 0.5 R_xyz to R_xyz + 12 bohr (``make_diatomic_grid``
-    refuses a scan that misses the inner wall; the edge check warns when the packet reaches the
-    outer end)."""
+    """Scanned range (bohr): ``exact_scan.r_min_bohr`` / ``r_max_bohr``, by default 0.5 R_xyz
+    and R_xyz + 12 bohr (``make_diatomic_grid`` refuses a scan that misses the inner wall; the
+    edge check warns when the packet reaches the outer end). The xyz bond length must lie
+    inside (the scan starts there)."""
     from qhd_aimd.prepare.molecule import read_xyz
     _, x = read_xyz(cfg.system.molecule.xyz)
     r0 = float(np.linalg.norm(x[3:] - x[:3]))
-    return 0.5 * r0, r0 + 12.0
+    scan = cfg.exact_scan
+    lo = scan.r_min_bohr if scan.r_min_bohr is not None else 0.5 * r0
+    hi = scan.r_max_bohr if scan.r_max_bohr is not None else r0 + 12.0
+    if not lo < r0 < hi:
+        raise ConfigError(f"exact_scan: the range [{lo:g}, {hi:g}] bohr must contain the bond "
+                          f"length of system.molecule.xyz, {r0:.4f} bohr")
+    return lo, hi
 
 
 def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: float = MAX_ANGLE,
@@ -488,8 +495,11 @@ def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: flo
 
 def _method_tag(cfg) -> str:
     el, mol = cfg.system.electronic, cfg.system.molecule
-    return (f"SA{el.n_states}-CASSCF({el.active_space[0]},{el.active_space[1]})/{el.basis} "
-            f"charge {mol.charge} 2S {mol.spin}")
+    tag = (f"SA{el.n_states}-CASSCF({el.active_space[0]},{el.active_space[1]})/{el.basis} "
+           f"charge {mol.charge} 2S {mol.spin}")
+    if el.active_orbitals is not None:
+        tag += f" active MOs {list(el.active_orbitals)}"
+    return tag
 
 
 def write_exact_diatomic(curves: DiatomicCurves, res: DiatomicResult, out_dir) -> Path:

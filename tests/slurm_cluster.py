@@ -8,12 +8,22 @@ every ``SLURM_*`` variable - ``SLURM_CONF`` included - before it calls ``srun`` 
 The daemons run in the foreground as children of this process and are stopped by PID.
 No accounting (no slurmdbd): the workflow polls job states with ``squeue``.
 
-    python tests/slurm_cluster.py DIR      # start one by hand (Ctrl-C stops it)
+Job ids start at a random ``FirstJobId`` (not 1), and ``stop()`` removes the shared-memory
+segments MPI jobs of this cluster left in /dev/shm. Reason (measured, README "On a SLURM
+cluster"): mpich names its node shared-memory segment ``/dev/shm/mpich_shm_<FNV-1a of the PMI
+KVS name>_<node>``, and SLURM's PMI2 KVS name is ``<jobid>.<stepid>``. A job step killed by
+SLURM (the test's time limit, ``--kill-on-bad-exit``) leaves its segment behind; a later step
+with the same job and step id - every throw-away cluster that starts at job 1 - attaches to the
+stale segment and ``MPI_Init`` fails ("UCX ERROR failed to unpack address, invalid bandwidth
+0.00" or "Message truncated").
+
+    python tests/slurm_cluster.py DIR [FIRST_JOB_ID]   # start one by hand (Ctrl-C stops it)
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,9 +33,11 @@ from pathlib import Path
 
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun")
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+SHM_DIR = Path("/dev/shm")
 
 SLURM_CONF = """\
 ClusterName=qhdtest
+FirstJobId={first_job_id}
 SlurmctldHost={host}
 SlurmctldPort={ctld_port}
 SlurmdPort={d_port}
@@ -82,6 +94,27 @@ def why_not() -> str | None:
     return None
 
 
+def mpich_kvs_hash(kvs_name: str) -> int:
+    """mpich's ``world_id``: 32-bit FNV-1a hash of the PMI KVS name (mpich src/util/mpir_pmi.c,
+    ``HASH_FNV``); it names the node's shared-memory segment ``mpich_shm_<hex>_<node id>``."""
+    h = 0x811C9DC5
+    for b in kvs_name.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def mpich_segments(job_ids, steps=range(10), shm_dir: Path = SHM_DIR) -> list[Path]:
+    """The mpich shared-memory files in ``shm_dir`` that belong to SLURM job steps
+    ``<job>.<step>`` (PMI2 KVS names) of the given jobs."""
+    prefixes = {f"mpich_{kind}_{mpich_kvs_hash(f'{j}.{s}'):x}_"
+                for j in job_ids for s in steps for kind in ("shm", "vci")}
+    try:
+        names = os.listdir(shm_dir)
+    except OSError:
+        return []
+    return [shm_dir / n for n in names if n[:n.rfind("_") + 1] in prefixes]
+
+
 def _tool(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
 
@@ -96,7 +129,7 @@ class Cluster:
     """Start with ``start()``, stop with ``stop()`` (also a context manager)."""
 
     def __init__(self, root: str | Path, partition: str = "debug", cpus: int | None = None,
-                 mem_mb: int = 4000):
+                 mem_mb: int = 4000, first_job_id: int | None = None):
         reason = why_not()
         if reason:
             raise RuntimeError(reason)
@@ -107,6 +140,9 @@ class Cluster:
         self.host = socket.gethostname().split(".")[0]
         self.procs: list[subprocess.Popen] = []
         self.installed_conf = False
+        # a fresh job id range per cluster: PMI2 KVS names (hence mpich's /dev/shm names) of an
+        # earlier throw-away cluster are not met again (module docstring)
+        self.first_job_id = first_job_id or random.SystemRandom().randrange(10**6, 6 * 10**7)
 
     @property
     def conf(self) -> Path:
@@ -138,7 +174,7 @@ class Cluster:
         self.conf.write_text(SLURM_CONF.format(
             host=self.host, ctld_port=_free_port(), d_port=_free_port(), root=r,
             user=os.environ.get("USER") or "root", munge_socket=sock, cpus=self.cpus,
-            mem_mb=self.mem_mb, partition=self.partition))
+            mem_mb=self.mem_mb, partition=self.partition, first_job_id=self.first_job_id))
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         SYSTEM_CONF.symlink_to(self.conf)
         self.installed_conf = True
@@ -171,8 +207,17 @@ class Cluster:
             time.sleep(0.5)
         raise RuntimeError(f"timed out after {timeout} s waiting for {what}; logs in {self.root}")
 
+    def last_job_id(self) -> int | None:
+        """The highest job id this cluster has given (None if it cannot tell)."""
+        p = subprocess.run(["scontrol", "show", "jobs", "--oneliner"], env=self.env(),
+                           capture_output=True, text=True, check=False)
+        ids = [int(w.split("=")[1]) for w in p.stdout.split() if w.startswith("JobId=")]
+        return max(ids) if ids else None
+
     def stop(self) -> None:
-        """SIGTERM each daemon started here (by PID, newest first), SIGKILL after 10 s."""
+        """SIGTERM each daemon started here (by PID, newest first), SIGKILL after 10 s; remove
+        the mpich shared-memory files its (killed) MPI job steps left in /dev/shm."""
+        last = self.last_job_id() if self.procs else None
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -187,6 +232,10 @@ class Cluster:
                 Path(os.readlink(SYSTEM_CONF)) == self.conf:
             SYSTEM_CONF.unlink()
         self.installed_conf = False
+        # job ids of this cluster only (MinJobAge keeps finished jobs listed; else 1000 ids)
+        last = last if last is not None else self.first_job_id + 1000
+        for f in mpich_segments(range(self.first_job_id, last + 1)):
+            f.unlink(missing_ok=True)
 
     def __enter__(self):
         return self.start()
@@ -199,7 +248,7 @@ if __name__ == "__main__":
     import sys
 
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
-    with Cluster(sys.argv[1]) as c:
+    with Cluster(sys.argv[1], first_job_id=int(sys.argv[2]) if len(sys.argv) > 2 else None) as c:
         print(f"export SLURM_CONF={c.conf}", flush=True)
         try:
             while True:

@@ -154,3 +154,38 @@ def test_fields_demodulate_auto_and_molecular_bandwidth():
     with pytest.raises(ConfigError, match="bandwidth_bohr"):
         parse_config({**mol, "fields": {"bandwidth_bohr": 0.1}})
     assert parse_config({**mol, "fields": {"bandwidth_factor": 0.5}}).fields.bandwidth_factor == 0.5
+
+
+MOL = {"system": {"molecule": {"xyz": "x.xyz"},
+                  "electronic": {"active_space": [2, 2], "active_orbitals": [4, 7]}},
+       "initial": {"n_trajectories": 2, "state": 1}, "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}}
+
+
+def test_active_orbitals_and_exact_scan_parse():
+    cfg = parse_config({**MOL, "exact_scan": {"r_min_bohr": 2.0, "r_max_bohr": 20.0}})
+    assert cfg.system.electronic.active_orbitals == [4, 7]
+    assert (cfg.exact_scan.r_min_bohr, cfg.exact_scan.r_max_bohr) == (2.0, 20.0)
+    assert parse_config(GOOD).exact_scan.r_min_bohr is None
+
+
+@pytest.mark.parametrize("electronic,exact_scan,key", [
+    ({"active_space": [2, 2], "active_orbitals": [4]}, {}, "active_orbitals lists 1"),
+    ({"active_space": [2, 3], "active_orbitals": [4, 7]}, {}, "active_orbitals lists 2"),
+    ({"active_orbitals": [4, 4]}, {}, "active_orbitals must be distinct"),
+    ({"active_orbitals": [0, 7]}, {}, "active_orbitals must be distinct 1-based"),
+    ({"active_orbitals": [4.5, 7]}, {}, "system.electronic.active_orbitals"),
+    ({}, {"r_min_bohr": 5.0, "r_max_bohr": 4.0}, "exact_scan: r_min_bohr must be smaller"),
+    ({}, {"r_min_bohr": -1.0}, "exact_scan.r_min_bohr"),
+    ({}, {"r_max": 4.0}, "exact_scan.r_max"),
+])
+def test_bad_active_orbitals_and_exact_scan_name_the_key(electronic, exact_scan, key):
+    data = {**MOL, "system": {**MOL["system"], "electronic": electronic},
+            "exact_scan": exact_scan}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert key in str(exc.value)
+
+
+def test_exact_scan_is_for_molecules():
+    with pytest.raises(ConfigError, match="exact_scan applies to diatomic molecules"):
+        parse_config({**GOOD, "exact_scan": {"r_max_bohr": 20.0}})

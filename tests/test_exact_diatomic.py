@@ -288,3 +288,33 @@ def test_solver_discontinuity_is_refused_but_exact_crossing_kept():
     dia = diabatize(DiatomicCurves(r, e, s, 1.0))
     assert np.max(np.abs(dia.h[:, 0, 1])) < 1e-14
     assert np.max(np.abs(np.abs(dia.h[:, 0, 0] - dia.h[:, 1, 1]) - 2 * np.abs(r - 0.05))) < 1e-12
+
+
+def test_exact_scan_range_from_config(tmp_path):
+    """exact_scan.r_min_bohr / r_max_bohr set the scanned range (defaults: 0.5 R_xyz and
+    R_xyz + 12 bohr); a range that misses the xyz bond length (where the scan starts) is a
+    ConfigError naming exact_scan."""
+    from qhd_aimd.config import parse_config
+    from qhd_aimd.errors import ConfigError
+    from qhd_aimd.exact_diatomic import scan_range
+    from qhd_aimd.units import ANGSTROM_BOHR
+
+    (tmp_path / "m.xyz").write_text("2\n\nLi 0 0 0\nF 0 0 1.564\n")
+    base = {"system": {"molecule": {"xyz": str(tmp_path / "m.xyz")}},
+            "initial": {"n_trajectories": 2, "state": 1},
+            "dynamics": {"dt_fs": 0.5, "t_final_fs": 5}}
+    r0 = 1.564 * ANGSTROM_BOHR
+    assert np.allclose(scan_range(parse_config(base)), (0.5 * r0, r0 + 12.0))
+    cfg = parse_config({**base, "exact_scan": {"r_min_bohr": 1.8, "r_max_bohr": 24.0}})
+    assert scan_range(cfg) == (1.8, 24.0)
+    cfg = parse_config({**base, "exact_scan": {"r_max_bohr": 16.0}})
+    assert scan_range(cfg) == (0.5 * r0, 16.0)
+    with pytest.raises(ConfigError, match="exact_scan: the range .* must contain"):
+        scan_range(parse_config({**base, "exact_scan": {"r_min_bohr": 3.5}}))
+    # cached curves (exact_curves.h5) are reused only for the same method tag: the selected
+    # active orbitals are part of it
+    from qhd_aimd.exact_diatomic import _method_tag
+
+    sel = parse_config({**base, "system": {**base["system"],
+                                           "electronic": {"active_orbitals": [4, 7]}}})
+    assert _method_tag(sel) != _method_tag(cfg) and "[4, 7]" in _method_tag(sel)

@@ -232,3 +232,29 @@ def test_edited_xyz_or_config_reruns_the_swarm(tmp_path):
     conf.write_text(yaml.safe_dump(cfg))
     proc = snakemake(*args, target, "-n", "--quiet", "rules", cwd=tmp_path)
     assert {"study_config", "swarm"} <= jobs(proc), proc.stdout
+
+
+def test_exact_scan_and_active_orbitals_reach_the_study_config(default_study):
+    """A diatomic system's exact_scan section and electronic.active_orbitals reach the
+    single-study config (which qhd-aimd exact reads); an unknown exact_scan key is refused."""
+    from qhd_aimd.config import load_config
+
+    path = default_study / "config" / "studies" / "lih_exact_workflow.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["systems"]["lih"]["exact_scan"] = {"r_min_bohr": 1.6, "r_max_bohr": 16.0}
+    cfg["systems"]["lih"]["electronic"]["active_orbitals"] = [2, 3]
+    good = default_study / "scan.yaml"
+    good.write_text(yaml.safe_dump(cfg))
+    target = f"{cfg['results']}/{cfg['study']}/lih/ehrenfest/study.yaml"
+    proc = snakemake("--configfile", str(good), "--replace-workflow-config", "--cores", "1",
+                     target, cwd=default_study)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = load_config(default_study / target)
+    assert (job.exact_scan.r_min_bohr, job.exact_scan.r_max_bohr) == (1.6, 16.0)
+    assert job.system.electronic.active_orbitals == [2, 3]
+    cfg["systems"]["lih"]["exact_scan"] = {"r_max": 16.0}
+    bad = default_study / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(bad), "--replace-workflow-config", "-n",
+                     cwd=default_study)
+    assert proc.returncode != 0 and "r_max" in proc.stdout + proc.stderr

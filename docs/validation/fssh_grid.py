@@ -40,14 +40,15 @@ def dt_for(k: float) -> float:
     return min(8.0, 120.0 / k)
 
 
-def run_case(name, k, x0, n_traj, method, decoherence):
+def run_case(name, k, x0, n_traj, method, decoherence, hop_seed=1):
     """Final (T, R) fractions per active state, mean rho T/R, hops, frustrated, max |dE|, wall."""
     mass = get_model(name).mass
     t_final = 1.3 * 2 * abs(x0) * mass / k
     pos, mom = sample_wavepacket(x0, k, 20.0 / k, n_traj, 1)
     backend = ModelBackend(get_model(name))
     dt = dt_for(k)
-    prop = Propagator(backend, method, dt, 10, hopping=HoppingOptions(decoherence=decoherence), seed=1)
+    prop = Propagator(backend, method, dt, 10, hopping=HoppingOptions(decoherence=decoherence),
+                      seed=hop_seed)
     t0 = time.perf_counter()
     s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
     e0 = sum(s.energies(prop.masses))

@@ -61,6 +61,11 @@ class SwarmFrame:
         """dc/dt = v J for Cartesian velocities v (..., D) -> (..., P)."""
         return v @ self.jacobian if self.kind == "subspace" else v
 
+    def covector(self, f: np.ndarray, masses: np.ndarray) -> np.ndarray:
+        """Cartesian momenta / gradients f (..., D) -> their components (..., P) along c:
+        f_p = sum_j (dx_j / dc_p) f_j (= sum_j J_jp f_j / M_j in the mass-weighted subspace)."""
+        return f if self.kind == "cartesian" else (f / masses) @ self.jacobian
+
     def first_to_cartesian(self, f: np.ndarray) -> np.ndarray:
         """First derivatives (L, P, ...) in c -> (L, D, ...) in x: d_j = sum_p J_jp d_p."""
         if self.kind == "cartesian":
@@ -98,8 +103,26 @@ def rigid_basis(reference: np.ndarray, masses: np.ndarray, tol: float = 1e-8) ->
     return u[:, sv > tol * sv.max()]
 
 
+#: trajectories per estimated dimension: a subspace swarm keeps at most T // SAMPLES_PER_DIM
+#: leading principal components (``max_subspace_dim``)
+SAMPLES_PER_DIM = 4
+
+
+def max_subspace_dim(n_trajectories: int) -> int:
+    """Largest number of principal components the fields are estimated in, for T trajectories:
+    max(1, T // ``SAMPLES_PER_DIM``).
+
+    The sample covariance of T points in P dimensions has eigenvalues spread by the factor
+    (1 +- sqrt(P/T))^2 around the true ones (Marchenko-Pastur); P <= T/4 keeps the smallest
+    kept variance within a factor 4 of its true value (the Gaussian tier divides by it) and
+    leaves each local regression with >= 4 points per coefficient on average. The components
+    dropped are the ones of least mass-weighted spread (the stiffest modes of a Wigner swarm).
+    """
+    return max(1, int(n_trajectories) // SAMPLES_PER_DIM)
+
+
 def swarm_frame(positions: np.ndarray, masses: np.ndarray, molecule: bool,
-                rel_tol: float = 1e-8) -> SwarmFrame:
+                rel_tol: float = 1e-8, max_dim: int | None = None) -> SwarmFrame:
     """The coordinates of ``positions`` (T, D) bohr in which fields are estimated.
 
     Parameters
@@ -107,6 +130,8 @@ def swarm_frame(positions: np.ndarray, masses: np.ndarray, molecule: bool,
     masses : (D,) m_e
     molecule : atoms in 3-D: rigid translations and rotations are projected out first
     rel_tol : principal components with variance below rel_tol x the largest are dropped
+    max_dim : keep at most this many leading principal components (``max_subspace_dim``; None:
+        all); only for the ``subspace`` frame
 
     Returns a ``cartesian`` frame for a non-molecular swarm whose covariance has full rank (every
     direction spread: the models' estimator of the previous versions), else the mass-weighted
@@ -131,6 +156,8 @@ def swarm_frame(positions: np.ndarray, masses: np.ndarray, molecule: bool,
     var, vec = np.linalg.eigh(q.T @ q / (t - 1))
     var, vec = var[::-1], vec[:, ::-1]
     keep = var > max(rel_tol * var[0], 1e-300) if var[0] > 0 else np.zeros(d, bool)
+    if max_dim is not None:
+        keep &= np.arange(d) < max_dim
     e = vec[:, keep]
     if molecule and e.shape[1]:  # numerical rigid admixture of the eigenvectors
         e = e - rig @ (rig.T @ e)

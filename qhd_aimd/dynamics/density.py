@@ -13,6 +13,9 @@ choice is ever made (theory.md, "Gauge invariance in practice").
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 
@@ -113,6 +116,14 @@ def _locked_action(extra: np.ndarray, psi: np.ndarray, floor: float = 1e-3):
     return v, y - v * psi
 
 
+@functools.lru_cache(maxsize=4)
+def _taylor_thresholds(order: int) -> np.ndarray:
+    """x_k = (1e-17 (k + 1)!)^(1/(k+1)), k = 1..order (increasing): a Taylor series of order k
+    has the remainder bound ||a||^(k+1)/(k+1)! < 1e-17 for ||a|| < x_k."""
+    k = np.arange(1, order + 1)
+    return np.exp((np.log(1e-17) + np.array([math.lgamma(j + 2) for j in k])) / (k + 1))
+
+
 def _expm(a: np.ndarray, order: int = 14) -> np.ndarray:
     """Matrix exponential of (..., N, N) general complex matrices (small N): Taylor series of
     order ``order`` after scaling by 2^-s with ||a / 2^s||_1 <= 1/2, then s squarings
@@ -125,12 +136,17 @@ def _expm(a: np.ndarray, order: int = 14) -> np.ndarray:
     norm = np.abs(a).sum(axis=-2).max(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
-    squarings = np.nan_to_num(squarings, nan=0.0, posinf=0.0).astype(int)
+    squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)  # NaN/inf input: 0
     a = a / (2.0**squarings)[..., None, None]
+    # per matrix, the Taylor order whose remainder bound ||a||^(k+1)/(k+1)! is below 1e-17 (at
+    # most ``order``): small steps need ~7 terms, not 14; each matrix's own order, so its result
+    # does not depend on the other matrices of the batch
+    scaled = np.abs(a).sum(axis=-2).max(axis=-1)
+    need = np.minimum(np.searchsorted(_taylor_thresholds(order), scaled, side="right") + 1, order)
     out = term = np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape)
-    for k in range(1, order + 1):
+    for k in range(1, int(need.max(initial=0)) + 1):
         term = term @ a / k
-        out = out + term
+        out = out + np.where((k <= need)[..., None, None], term, 0.0)
     for k in range(int(squarings.max(initial=0))):
         more = squarings > k
         out = np.where(more[..., None, None], out @ out, out)

@@ -17,6 +17,8 @@ zero weight and are never mapped into the frame (no overlap is computed for them
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -238,6 +240,12 @@ def _segment_sum(x: np.ndarray, centre: np.ndarray, n_centres: int) -> np.ndarra
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _triu(n: int, k: int):
+    """np.triu_indices(n, k), cached (it costs more than a small fit)."""
+    return np.triu_indices(n, k)
+
+
 def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.ndarray,
                     w: np.ndarray, h: np.ndarray, quadratic: bool, ridge: float = 1e-10):
     """``local_fit`` for many centres at once, from their (centre, neighbour) pairs.
@@ -263,10 +271,10 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     second = np.zeros_like(first)
     count = np.bincount(centre, minlength=n_centres)
     kinds = fit_kinds(count, p, quadratic)
-    iu = np.triu_indices(p, 1)
+    iu = _triu(p, 1)
     for kind in np.unique(kinds[count > 0]):
         sel = np.flatnonzero((kinds == kind) & (count > 0))
-        rows = np.flatnonzero(kinds[centre] == kind)
+        rows = np.flatnonzero(kinds[centre] == kind) if len(sel) < np.count_nonzero(count) else slice(None)
         zs = z[rows]
         cols = [zs]
         if kind >= 1:
@@ -276,12 +284,24 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
         a = np.concatenate(cols, axis=1)  # (Ks, Q)
         aw = a * w[rows, None]
         cs, q = centre[rows], a.shape[1]
-        normal = np.empty((len(sel), q, q))
-        for i in range(q):  # Q small passes over (Ks,) / (Ks, M), no (Ks, Q, M) temporary
-            for j in range(i, q):
-                normal[:, i, j] = normal[:, j, i] = _segment_sum(aw[:, i] * a[:, j], cs, n_centres)[sel]
+        iu_q = _triu(q, 0)
         yr = y[rows]
-        rhs = np.stack([_segment_sum(aw[:, i, None] * yr, cs, n_centres)[sel] for i in range(q)], axis=1)
+        cplx = np.iscomplexobj(yr)
+        m = yr.shape[1]
+        if cplx:  # real and imaginary columns: the normal matrix stays real
+            yr = np.concatenate([yr.real, yr.imag], axis=1)
+        # one segmented sum over the pairs for the normal matrix (upper triangle) and the
+        # right-hand side: (Ks, Q (Q + 1) / 2 + Q M)
+        prod = np.concatenate([aw[:, iu_q[0]] * a[:, iu_q[1]],
+                               (aw[:, :, None] * yr[:, None, :]).reshape(len(cs), -1)], axis=1)
+        sums = _segment_sum(prod, cs, n_centres)[sel]
+        nu = len(iu_q[0])
+        normal = np.empty((len(sel), q, q))
+        normal[:, iu_q[0], iu_q[1]] = sums[:, :nu]
+        normal[:, iu_q[1], iu_q[0]] = sums[:, :nu]
+        rhs = sums[:, nu:].reshape(len(sel), q, yr.shape[1])
+        if cplx:
+            rhs = rhs[:, :, :m] + 1j * rhs[:, :, m:]
         scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
         normal = normal + ridge * scale[:, None, None] * np.eye(q)
         try:

@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy import sparse
 
 from qhd_aimd.dynamics import decoherence as dc
 from qhd_aimd.dynamics import fields as fl
 from qhd_aimd.dynamics import fssh
-from qhd_aimd.dynamics.coordinates import swarm_frame
+from qhd_aimd.dynamics import neighbours as nb
+from qhd_aimd.dynamics.coordinates import max_subspace_dim, swarm_frame
 from qhd_aimd.dynamics.density import liouville_step, pure_state, to_frame, unitarize
 from qhd_aimd.dynamics.hopping import HoppingOptions
 from qhd_aimd.dynamics.methods import METHODS, extra_forces, extra_generator
@@ -431,6 +433,8 @@ class Propagator:
 
     def _state_gradients(self, e) -> np.ndarray:
         """d_j E_n, (N, D), from the backend's dhdx (``ElectronicData.dhdx`` or ``backend.dhdx``)."""
+        if e.dhdx is None and hasattr(self.backend, "state_gradients"):  # PySCF: no couplings
+            return np.asarray(self.backend.state_gradients(e), float)
         dhdx = e.dhdx if e.dhdx is not None else self.backend.dhdx(e)
         return dc.energy_gradients(dhdx)
 
@@ -439,6 +443,10 @@ class Propagator:
         pops = np.real(np.diagonal(s.rho[act], axis1=1, axis2=2))
         mixed = ((pops > dc.POP_MIN) & (pops < 1.0 - dc.POP_MIN)).any(axis=1)
         grad = np.zeros_like(s.adiabatic_momenta[act])
+        dh = [s.elec[i].dhdx for i, m in zip(act, mixed) if m]
+        if dh and all(x is not None for x in dh):  # models: dhdx at hand, one batched diagonal
+            grad[mixed] = np.real(np.diagonal(np.stack(dh), axis1=2, axis2=3)).transpose(0, 2, 1)
+            mixed = np.zeros_like(mixed)
         for n, i in enumerate(act):
             if mixed[n]:  # gradients only where they are used (molecules: one per state)
                 try:
@@ -450,65 +458,107 @@ class Propagator:
 
     def _update_fields_accumulated(self, s: Swarm) -> None:
         """Swarm fields with d rho from the adiabatic momenta (``decoherence``): no neighbour
-        overlaps; positions, populations and f of the whole swarm are exchanged."""
+        overlaps; positions, populations and f of the whole swarm are exchanged.
+
+        The density (quantum momentum) and the metric gradient are estimated in the swarm's own
+        coordinates (``coordinates.swarm_frame``; molecules: at most ``max_subspace_dim(T)``
+        leading mass-weighted principal components) with two tiers per trajectory: the truncated
+        kernel over its neighbours (sparse pairs, ``neighbours.kernel_pairs``) when it has at
+        least as many neighbours as there are coordinates, else the whole-swarm Gaussian /
+        linear fit (``neighbours``). Zero fields (flagged in ``fields_fallback``) only for a
+        swarm without spread or a non-finite estimate.
+        """
         f_loc = s.adiabatic_momenta
         if self.coherence_gradient == "energy_consistent":
             f_loc = dc.energy_consistent(f_loc, _energies(s, range(len(s.elec))),
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
-        mine = {int(t): (s.positions[i], np.real(np.diagonal(s.rho[i])), f_loc[i])
-                for i in np.flatnonzero(s.active) for t in [s.ids[i]]}
-        g = {}
-        for part in self.comm.allgather(mine):
-            g.update(part)
-        act_ids = sorted(g)
-        pos = np.stack([g[t][0] for t in act_ids])
-        pops = np.stack([g[t][1] for t in act_ids])
-        f_all = np.stack([g[t][2] for t in act_ids])
-        h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr)
-        w = fl.kernel_matrix(pos, h, self.cutoff)
-        where = {tid: k for k, tid in enumerate(act_ids)}
         local = np.flatnonzero(s.active)
-        idx = np.array([where[int(s.ids[i])] for i in local], int)
+        mine = (np.asarray(s.ids)[local], s.positions[local],
+                np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)), f_loc[local])
+        parts = self.comm.allgather(mine) if getattr(self.comm, "size", 1) > 1 else [mine]
+        all_ids, pos, pops, f_all = (np.concatenate([q[k] for q in parts]) for k in range(4))
+        order = np.argsort(all_ids, kind="stable")  # by id: the same arrays on any number of ranks
+        all_ids, pos, pops, f_all = all_ids[order], pos[order], pops[order], f_all[order]
+        act_ids = all_ids.tolist()
         inv_mass = 1.0 / self.masses
         s.extra = np.zeros_like(s.rho)
         s.f_geometric = np.zeros_like(s.positions)
         s.f_qc = np.zeros_like(s.positions)
-        if not len(local):
-            if self._method.geometric:
-                self.comm.allgather({})
+        if not act_ids:
+            return
+        n_act = len(act_ids)
+        frame = swarm_frame(pos, self.masses, self._molecule, max_dim=max_subspace_dim(n_act))
+        c, p = frame.coords, frame.dim
+        if p == 0:  # no spread (one trajectory, or all at one point): zero fields
+            s.fields_fallback[local] = True  # (every rank returns here: same swarm)
+            return
+        h = fl.bandwidth(pos, self.bandwidth_factor, self.bandwidth_bohr) if frame.kind == "cartesian" \
+            else fl.bandwidth(c, self.bandwidth_factor)
+        pa, pb, pw = nb.kernel_pairs(c, h, self.cutoff)
+        kernel_ok = np.bincount(pa, minlength=n_act) >= p  # local tier
+        gauss = None
+        if not kernel_ok.all():
+            gauss = nb.gaussian_log_density(c)
+        idx = np.searchsorted(all_ids, np.asarray(s.ids)[local]).astype(int)
+        if not len(local):  # a rank without active trajectories joins the metric exchange
+            if self._method.geometric and getattr(self.comm, "size", 1) > 1:
+                d = self.masses.shape[0]
+                self.comm.allgather((np.zeros(0, int), np.zeros((0, d, d))))
             return
         rho, f = s.rho[local], f_loc[local]
         drho, d2rho = dc.coherence_derivatives(rho, f)
+        # pairs with a centre on this rank, sorted by the centre's local index
+        loc_of = np.full(n_act, -1, int)
+        loc_of[idx] = np.arange(len(idx))
+        sel = loc_of[pa] >= 0
+        la, lb, lw = loc_of[pa[sel]], pb[sel], pw[sel]
+        if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
+            order = np.argsort(la, kind="stable")
+            la, lb, lw = la[order], lb[order], lw[order]
+        ldx = c[lb] - c[idx[la]]
+        ok_loc = kernel_ok[idx]
         if self._method.quantum_coupling:
-            q, alpha = dc.kernel_quantum_momentum(pos, w, h)
+            g1, g2 = nb.kernel_log_density(c, h, pa, pb, pw)
+            if gauss is not None:
+                g1 = np.where(kernel_ok[:, None], g1, gauss[0])
+                g2 = np.where(kernel_ok[:, None], g2, gauss[1][None, :])
+            q, alpha = -0.5 * g1, -0.5 * g2
+            f_c = frame.covector(f_all, self.masses)  # (T, N, P)
             if self.quantum_momentum == "pair_centred":
-                qp = dc.pair_quantum_momentum(pos, q, alpha, pops, f_all)[idx]
-            elif self.quantum_momentum == "projected":
-                qp = dc.projected_quantum_momentum(pos, w, h, pops, q, f_all)[idx]
+                qp_c = dc.pair_quantum_momentum(c, q, alpha, pops, f_c)[idx]
+            elif self.quantum_momentum == "projected":  # truncated kernel incl. self weight 1
+                wk = sparse.csr_matrix((pw, (pa, pb)), shape=(n_act, n_act)) + sparse.identity(n_act)
+                qp_c = dc.projected_quantum_momentum(c, wk, h, pops, q, f_c)[idx]
+                qp_c = np.where(ok_loc[:, None, None, None], qp_c, q[idx][:, None, None, :])
             else:
-                qp = np.broadcast_to(q[idx][:, None, None, :], f.shape[:2] + f.shape[1:]).copy()
+                n_st = f_c.shape[1]
+                qp_c = np.broadcast_to(q[idx][:, None, None, :], (len(idx), n_st, n_st, p)).copy()
+            qp = np.moveaxis(frame.first_to_cartesian(np.moveaxis(qp_c, 3, 1)), 1, 3)  # (L, N, N, D)
             closed = dc.closed_states(_energies(s, local),
                                       np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
                                       self.masses, dc.CLOSED_KINETIC_FRACTION)
             s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed)
             s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed)
             if self.quantum_force:
-                dlnn = fl.grad_log_density(pos, w, h)
-                for n, i in enumerate(local):
-                    s.f_qc[i] += fl.quantum_force(idx[n], pos, w, h, dlnn, inv_mass, self.ridge)
+                fq_c = fl.quantum_force_pairs(la, len(local), ldx, lw, h, g1[idx], g1[lb],
+                                              frame.inverse_metric(inv_mass), self.ridge)
+                fq_c[~ok_loc] = 0.0  # the quantum force needs the local tier
+                s.f_qc[local] += frame.first_to_cartesian(fq_c)
         if self._method.geometric:
             geo = replace(self._method, quantum_coupling=False)
-            gm = np.stack([fl.metric(rho[n], drho[n]) for n in range(len(local))])
-            g_all = {}
-            for part in self.comm.allgather({int(s.ids[i]): gm[n] for n, i in enumerate(local)}):
-                g_all.update(part)
-            g_arr = np.stack([g_all[t] for t in act_ids])
-            dg = np.stack([fl.metric_gradient(a, pos, w, h, g_arr, self.ridge) for a in idx])
-            s.extra[local] += extra_generator(geo, inv_mass, np.zeros((len(local), pos.shape[1])),
-                                              drho, d2rho)
-            s.f_geometric[local] = extra_forces(geo, inv_mass, np.zeros((len(local), pos.shape[1])),
-                                                gm, dg)[0]
+            gm = fl.metrics(rho, drho)
+            gparts = self.comm.allgather((np.asarray(s.ids)[local], gm)) \
+                if getattr(self.comm, "size", 1) > 1 else [(np.asarray(s.ids)[local], gm)]
+            g_ids = np.concatenate([q[0] for q in gparts])
+            g_arr = np.concatenate([q[1] for q in gparts])[np.argsort(g_ids, kind="stable")]
+            dg_c, _ = fl.local_fit_pairs(la, len(local), ldx, g_arr[lb] - gm[la], lw, h, False, self.ridge)
+            if not ok_loc.all():
+                dg_c[~ok_loc] = nb.global_linear_fit(c, g_arr, self.ridge)
+            dg = frame.first_to_cartesian(dg_c)
+            zero = np.zeros((len(local), pos.shape[1]))
+            s.extra[local] += extra_generator(geo, inv_mass, zero, drho, d2rho)
+            s.f_geometric[local] = extra_forces(geo, inv_mass, zero, gm, dg)[0]
         bad = ~(np.isfinite(s.extra[local]).all(axis=(1, 2)) & np.isfinite(s.f_qc[local]).all(axis=1)
                 & np.isfinite(s.f_geometric[local]).all(axis=1))
         for arr in (s.extra, s.f_qc, s.f_geometric):

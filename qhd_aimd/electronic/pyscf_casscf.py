@@ -775,6 +775,11 @@ class CasscfBackend:
         docs/validation/ethylene_s1.md)
     masses_amu : (natm,) float or None, nuclear masses (``molecule.masses_amu``); None: the
         symbol's isotope (D, T) or the most abundant one (``qhd_aimd.atoms.masses_amu``)
+    active_orbitals : sequence of ncas int or None, 1-based indices of the RHF orbitals (in
+        PySCF's ``mcscf.sort_mo`` convention, ``base=1``) that form the active space of every
+        cold start (the first point; fallback rungs); warm starts carry the reference's orbitals.
+        None: PySCF's default (the ncas orbitals around the HOMO/LUMO). E.g. LiF CAS(2,2):
+        [4, 7] picks the F 2p-sigma and the Li 2s-like orbital instead of the F 2p-pi HOMO
     """
 
     symbols: Sequence[str]
@@ -802,6 +807,7 @@ class CasscfBackend:
     active_switch: str = "continue"
     active_overlap_min: float = 0.98
     masses_amu: Optional[Sequence[float]] = None
+    active_orbitals: Optional[Sequence[int]] = None
     masses: np.ndarray = field(init=False, repr=False)
     labels: list = field(init=False, repr=False)
 
@@ -837,6 +843,15 @@ class CasscfBackend:
         self.ncore = (nel - self.nelecas) // 2
         if self.ncore + self.ncas > probe.nao_nr():
             raise ConfigError("active space larger than the basis")
+        if self.active_orbitals is not None:
+            ao = tuple(int(i) for i in self.active_orbitals)
+            if len(ao) != self.ncas or len(set(ao)) != len(ao):
+                raise ConfigError(f"electronic.active_orbitals: need {self.ncas} distinct MO "
+                                  f"indices, got {list(ao)}")
+            if min(ao) < 1 or max(ao) > probe.nao_nr():
+                raise ConfigError(f"electronic.active_orbitals: 1-based MO indices must lie in "
+                                  f"1..{probe.nao_nr()} (orbitals of {self.basis}), got {list(ao)}")
+            self.active_orbitals = ao
         self._nelecas = ((self.nelecas + self.spin) // 2, (self.nelecas - self.spin) // 2)
 
     # ---- construction from the study config ----
@@ -857,6 +872,7 @@ class CasscfBackend:
             density_fit=el.density_fit, conv_tol=el.conv_tol, conv_tol_grad=el.conv_tol_grad,
             max_cycle=el.max_cycle, force_mode=el.force, active_switch=el.active_switch,
             active_overlap_min=el.active_overlap_min, masses_amu=mol.masses_amu,
+            active_orbitals=el.active_orbitals,
         )
         kw.update(overrides)
         return cls(symbols=symbols, **kw)
@@ -967,6 +983,8 @@ class CasscfBackend:
                 mf.mo_coeff, mf.mo_occ, mf.mo_energy, mf.e_tot, mf.converged = cold
                 mo0, ci0 = cold[0], None
             mc = self._mc(mf)
+            if kind == "cold" and self.active_orbitals is not None:
+                mo0 = mcscf.sort_mo(mc, mo0, list(self.active_orbitals), base=1)
             mc.max_cycle_macro = self.max_cycle * cyc
             if damped:
                 mc.max_stepsize = 0.01
@@ -1323,6 +1341,19 @@ class CasscfBackend:
                     couplings[i, j] = v
                     couplings[j, i] = -v
         return grads, couplings
+
+    def state_gradients(self, data: ElectronicData) -> np.ndarray:
+        """(N, D) dE_n/dx_k, hartree/bohr: the state gradients of ``derivatives`` without the
+        couplings (N response solves instead of N (N + 1) / 2; the adiabatic momenta of the
+        coupled methods need only these, ``dynamics.decoherence``)."""
+        mc = self.rebuild(data)
+        grads = np.zeros((self.n_states, 3 * len(self.symbols)))
+        g = self._tune(mc.nuc_grad_method())
+        with _DerivativeIntegrals(mc.mol, self.derivative_integrals_max_mb):
+            for i in range(self.n_states):
+                grads[i] = g.kernel(state=i).ravel()
+                self._check_lagrange(g, f"the gradient of state {i}")
+        return grads
 
     def dhdx(self, data: ElectronicData) -> np.ndarray:
         """(D, N, N) <u_n|dH/dx_k|u_m>, hartree/bohr, from ``derivatives``."""

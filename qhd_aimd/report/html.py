@@ -202,11 +202,20 @@ def group_runs(runs: Iterable[Run]) -> list[Section]:
 
 
 def attach_exact(sections: list[Section], exacts: Iterable[Exact]) -> list[Exact]:
-    """Give each exact reference to its section; return the ones that matched none."""
+    """Give each exact reference to its section; return the ones that matched none. A named
+    reference goes to every section of that name (runs of one system split into sections by
+    their dynamics or initial settings, e.g. a coupled method at a longer time step or with fewer
+    trajectories than Ehrenfest)."""
     unmatched = []
     for ex in exacts:
         name = str(ex.attrs.get("meta_name", "") or "")
-        target = next((s for s in sections if name and s.runs[0].config.get("name") == name), None)
+        named = [s for s in sections if name and s.runs[0].config.get("name") == name
+                 and s.exact is None]
+        if named:
+            for s in named:
+                s.exact = ex
+            continue
+        target = None
         if target is None:
             parent = ex.path.resolve().parent
             target = next((s for s in sections

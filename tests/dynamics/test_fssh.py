@@ -149,3 +149,37 @@ def test_trivial_crossing_is_followed_without_phase_tracking():
         assert hops == [(0, 1, False)]
         assert s.active_state[0] == 1 and np.real(s.rho[0, 1, 1]) > 1 - 1e-6
         assert abs(sum(s.energies(prop.masses))[0] - e0) < 0.02 * 0.01 * 4.0
+
+
+def test_edc_acts_after_the_hop_with_the_new_state_and_kinetic_energy():
+    """Order of operations of a step (Granucci & Persico 2007): rho is propagated, the hop is
+    drawn from the step's probabilities, and only then EDC acts, with the new active state, the
+    energies at t + dt and the kinetic energy after the momentum rescaling. From the same swarm
+    state, the EDC step's rho equals ``edc`` applied to the no-decoherence step's rho with the
+    EDC step's active states and momenta (the hop draws of a step depend only on rho(t) and the
+    step, so both make the same hops); using the old active state instead does not match."""
+    from qhd_aimd.dynamics import hopping as hp
+
+    backend = ModelBackend(get_model("tully_simple"))
+    n, dt = 40, 4.0
+    pos, mom = sample_wavepacket(-1.5, 12.0, 0.5, n, 5)
+    p_edc = Propagator(backend, "fssh", dt, 10, hopping=HoppingOptions(), seed=2)
+    p_none = Propagator(backend, "fssh", dt, 10, hopping=HoppingOptions(decoherence="none"), seed=2)
+    s = p_edc.initialize(np.arange(n), pos, mom, np.zeros(n, int))
+    checked = 0
+    for _ in range(120):
+        a = p_edc.step(s)
+        b = p_none.step(s)
+        assert np.array_equal(a.active_state, b.active_state)
+        assert np.array_equal(a.momenta, b.momenta)
+        hopped = (a.hop_to >= 0) & ~a.hop_frustrated
+        ekin = 0.5 * np.sum(a.momenta**2 / p_edc.masses, axis=1)
+        e = np.stack([x.energies for x in a.elec])
+        expect = hp.edc(b.rho, e, a.active_state, ekin, dt, 0.1)
+        assert np.allclose(a.rho, expect, atol=1e-12)
+        if hopped.any():
+            checked += int(hopped.sum())
+            old = hp.edc(b.rho, e, s.active_state, ekin, dt, 0.1)
+            assert not np.allclose(a.rho[hopped], old[hopped], atol=1e-6)
+        s = a
+    assert checked >= 3

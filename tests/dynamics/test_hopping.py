@@ -173,3 +173,27 @@ def test_choose_target():
     assert hp.choose_target(p, 0, 0.1) == 1
     assert hp.choose_target(p, 0, 0.45) == 2
     assert hp.choose_target(p, 0, 0.6) is None
+
+
+def test_edc_is_granucci_persico_on_the_amplitudes():
+    """On a pure rho = c c^dag, ``edc`` is Granucci & Persico's amplitude form (JCP 126, 134114
+    (2007), Eqs. 17-18) with tau_m = (1/|E_m - E_a|)(1 + C/E_kin), written out by hand here."""
+    rng = np.random.default_rng(11)
+    c = rng.normal(size=(4, 3)) + 1j * rng.normal(size=(4, 3))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    rho = c[:, :, None] * c.conj()[:, None, :]
+    e = np.array([[0.0, 0.02, 0.07], [0.01, 0.03, 0.2], [-0.1, 0.0, 0.05], [0.0, 0.1, 0.3]])
+    act = np.array([0, 1, 2, 1])
+    ekin = np.array([0.05, 0.3, 0.01, 1.2])
+    dt, cc = 12.0, 0.1
+    out = hp.edc(rho, e, act, ekin, dt, cc)
+    for i in range(4):
+        a = act[i]
+        d = c[i].copy()
+        for m in range(3):
+            if m != a:
+                tau = (1.0 + cc / ekin[i]) / abs(e[i, m] - e[i, a])
+                d[m] *= np.exp(-dt / tau)
+        rest = sum(abs(d[m]) ** 2 for m in range(3) if m != a)
+        d[a] *= np.sqrt((1.0 - rest) / abs(c[i, a]) ** 2)
+        assert np.allclose(out[i], np.outer(d, d.conj()), atol=1e-13)

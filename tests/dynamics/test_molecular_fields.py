@@ -180,3 +180,152 @@ def test_swarm_without_neighbours_falls_back_to_ehrenfest_and_records_it():
         assert not c.extra.any() and not c.f_geometric.any() and not c.f_qc.any()
         assert np.abs(c.positions - e.positions).max() < 1e-10
         assert np.abs(c.rho - e.rho).max() < 1e-8
+
+
+# ------------------------------------------------------------------ polyatomic, default fields
+CH2NH2 = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.42], [0.0, 1.78, -1.04], [0.0, -1.78, -1.04],
+                   [0.0, 1.64, 3.46], [0.0, -1.64, 3.46]]).ravel()  # planar, bohr
+CH2NH2_MASSES = (12.0 * AMU, 14.003 * AMU, 1.008 * AMU, 1.008 * AMU, 1.008 * AMU, 1.008 * AMU)
+DEFAULT_FIELDS = dict(coherence_gradient="energy_consistent", quantum_momentum="pair_centred",
+                      energy_correction="rescale")
+
+
+def _rigid_basis_at(x0, masses):
+    from qhd_aimd.dynamics.coordinates import rigid_basis
+    return rigid_basis(x0, np.repeat(np.asarray(masses), 3))
+
+
+def _polyatomic_swarm(n, planar, seed=7):
+    """n Wigner-like samples of a 6-atom molecule: Gaussian mass-weighted internal displacements
+    (12-D, or the 9 in-plane ones with ``planar``), momenta likewise; (positions, momenta)."""
+    m = np.repeat(np.asarray(CH2NH2_MASSES), 3)
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, 18)) * 0.5
+    pq = rng.normal(size=(n, 18)) * 3.0
+    if planar:  # no out-of-plane (x) spread at all
+        q.reshape(n, 6, 3)[:, :, 0] = 0.0
+        pq.reshape(n, 6, 3)[:, :, 0] = 0.0
+    rig = _rigid_basis_at(CH2NH2, CH2NH2_MASSES)
+    q -= (q @ rig) @ rig.T
+    pq -= (pq @ rig) @ rig.T
+    return CH2NH2 + q / np.sqrt(m), pq * np.sqrt(m) / 100.0
+
+
+def _mixed_swarm(prop, x, p):
+    """Swarm at t = 0 with a mixed rho and non-zero adiabatic momenta (the state after a passage
+    through a crossing), fields evaluated."""
+    n = len(x)
+    s = prop.initialize(np.arange(n), x, p, np.zeros(n, int))
+    rng = np.random.default_rng(11)
+    a = rng.uniform(0.3, 0.7, n)
+    ph = np.exp(1j * rng.uniform(0, 2 * np.pi, n))
+    c = np.stack([np.sqrt(a), np.sqrt(1 - a) * ph], 1)
+    s.rho = np.einsum("tn,tm->tnm", c, c.conj())
+    return s
+
+
+@pytest.mark.parametrize("planar", [False, True])
+@pytest.mark.parametrize("method", ["ehrenfest_qc", "geometric_ehrenfest_qc"])
+def test_polyatomic_swarm_fields_are_finite_invariant_and_never_fall_back(method, planar):
+    """48 trajectories of a 6-atom molecule spread in 12 (or, planar, 9) internal dimensions: no
+    trajectory has the neighbours of a local kernel (P = min(rank, 48 // 4) = 12 or 9), so the
+    whole-swarm Gaussian / linear-fit tier gives the fields. They are finite and non-zero, no
+    trajectory falls back, and an overall rotation + translation of the swarm (positions,
+    momenta, adiabatic momenta) leaves the generator unchanged and rotates the forces."""
+    model = DistanceModel(atom_masses=CH2NH2_MASSES, pairs=((0, 1), (0, 2), (1, 4), (2, 3)),
+                          coef=(1.0, 0.6, -0.4, 0.3), r0=(2.42, 2.06, 2.06, 3.56))
+    symbols = ("C", "N", "H", "H", "H", "H")
+    x, p = _polyatomic_swarm(48, planar)
+    rot = Rotation.from_rotvec([0.7, -0.2, 1.1]).as_matrix()
+    shift = np.array([1.5, -3.0, 0.4])
+
+    def moved(a, translate):
+        out = a.reshape(a.shape[:-1] + (6, 3)) @ rot.T
+        return (out + (shift if translate else 0.0)).reshape(a.shape)
+
+    res = []
+    for xs, ps, tr in ((x, p, None), (moved(x, True), moved(p, False), True)):
+        prop = Propagator(MoleculeModelBackend(model, symbols=symbols), method, 10.0, 10, **DEFAULT_FIELDS)
+        s = _mixed_swarm(prop, xs, ps)
+        f = np.random.default_rng(5).normal(size=s.adiabatic_momenta.shape).reshape(48, 2, 6, 3) * 2.0
+        f = (f - f.mean(axis=2, keepdims=True)).reshape(48, 2, 18)  # no net force, as -int dE dt
+        s.adiabatic_momenta = f if tr is None else moved(f, False)
+        prop._update_fields(s)
+        res.append(s)
+    ref, mov = res
+    for s in res:
+        assert not s.fields_fallback.any()
+        assert np.isfinite(s.extra).all() and np.isfinite(s.f_qc).all() and np.isfinite(s.f_geometric).all()
+        assert np.abs(s.f_qc).max() > 1e-6 and np.abs(s.extra).max() > 1e-8
+        if method.startswith("geometric"):
+            assert np.abs(s.f_geometric).max() > 1e-8
+    scale = np.abs(ref.extra).max()
+    np.testing.assert_allclose(mov.extra, ref.extra, atol=1e-9 * scale)
+    for name in ("f_qc", "f_geometric"):
+        a, b = getattr(ref, name), getattr(mov, name)
+        np.testing.assert_allclose(b, moved(a, False), atol=1e-9 * max(np.abs(a).max(), 1e-300))
+    # the field forces exert no net force on the molecule
+    tot = (ref.f_qc + ref.f_geometric).reshape(48, 6, 3).sum(axis=1)
+    assert np.abs(tot).max() < 1e-9 * np.abs(ref.f_qc + ref.f_geometric).max()
+
+
+def test_polyatomic_subspace_dimension_follows_the_trajectory_count():
+    from qhd_aimd.dynamics.coordinates import max_subspace_dim, swarm_frame
+    m = np.repeat(np.asarray(CH2NH2_MASSES), 3)
+    for n, planar, want in ((48, False, 12), (48, True, 9), (24, False, 6), (8, True, 2)):
+        x, _ = _polyatomic_swarm(n, planar)
+        fr = swarm_frame(x, m, True, max_dim=max_subspace_dim(n))
+        assert fr.dim == want
+        np.testing.assert_allclose(fr.jacobian.T @ (fr.jacobian / m[:, None]), np.eye(want), atol=1e-10)
+
+
+class _ThreadComm:
+    """In-process stand-in for an MPI communicator: ``size`` ranks as threads, allgather by a
+    barrier (the integrator only uses allgather and size)."""
+
+    def __init__(self, rank, size, slots, barrier):
+        self.rank, self.size, self._slots, self._barrier = rank, size, slots, barrier
+
+    def allgather(self, obj):
+        self._slots[self.rank] = obj
+        self._barrier.wait()
+        out = list(self._slots)
+        self._barrier.wait()
+        return out
+
+
+@pytest.mark.parametrize("method", ["ehrenfest_qc", "geometric_ehrenfest_qc"])
+def test_polyatomic_fields_are_identical_on_one_and_two_ranks(method):
+    """The whole-swarm tier and the sparse kernel use the gathered swarm in id order: a 48-
+    trajectory polyatomic swarm split over 2 ranks (threads) gets bitwise the fields of 1 rank."""
+    import threading
+
+    from qhd_aimd.swarm.comm import local_ids
+    model = DistanceModel(atom_masses=CH2NH2_MASSES, pairs=((0, 1), (0, 2), (1, 4), (2, 3)),
+                          coef=(1.0, 0.6, -0.4, 0.3), r0=(2.42, 2.06, 2.06, 3.56))
+    be = MoleculeModelBackend(model, symbols=("C", "N", "H", "H", "H", "H"))
+    x, p = _polyatomic_swarm(48, planar=False)
+    ref = _mixed_swarm(Propagator(be, method, 10.0, 10, **DEFAULT_FIELDS), x, p)
+    f = np.random.default_rng(5).normal(size=ref.adiabatic_momenta.shape).reshape(48, 2, 6, 3)
+    ref.adiabatic_momenta = (f - f.mean(axis=2, keepdims=True)).reshape(48, 2, 18)
+    rho, fam = ref.rho.copy(), ref.adiabatic_momenta.copy()
+    Propagator(be, method, 10.0, 10, **DEFAULT_FIELDS)._update_fields(ref)
+    slots, barrier, out = [None, None], threading.Barrier(2), {}
+
+    def rank(r):
+        ids = np.array(local_ids(48, r, 2))
+        prop = Propagator(be, method, 10.0, 10, comm=_ThreadComm(r, 2, slots, barrier), **DEFAULT_FIELDS)
+        s = prop.initialize(ids, x[ids], p[ids], np.zeros(len(ids), int))
+        s.rho, s.adiabatic_momenta = rho[ids].copy(), fam[ids].copy()
+        prop._update_fields(s)
+        out[r] = (ids, s)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ids, s in out.values():
+        assert len(ids) == 24
+        for name in ("extra", "f_qc", "f_geometric", "fields_fallback"):
+            np.testing.assert_array_equal(getattr(s, name), getattr(ref, name)[ids])

@@ -488,3 +488,49 @@ def test_for_overlaps_copy(backend, data0):
         backend.compute(X_LIH, reference=lean)
     with pytest.raises(ValueError, match="for_overlaps"):
         backend.force(lean, np.diag([1.0, 0.0]))
+
+
+def test_state_gradients_equal_those_of_the_full_derivatives(backend, data0, derivs):
+    """``state_gradients`` (the coupled methods' adiabatic momenta: no couplings solved) gives
+    the gradients of ``derivatives`` to 1e-10, and they are real state gradients (not zero)."""
+    g = backend.state_gradients(data0)
+    assert g.shape == derivs[0].shape
+    np.testing.assert_allclose(g, derivs[0], atol=1e-10)
+    assert np.abs(g[1] - g[0]).max() > 1e-3
+
+
+def _pi_weight(handle):
+    """Weight of the px/py AOs (bond along z) in each active orbital (S-metric, Mulliken)."""
+    mol = handle.mol()
+    s = mol.intor("int1e_ovlp")
+    perp = [i for i, lab in enumerate(mol.ao_labels()) if "px" in lab or "py" in lab]
+    act = handle.mo_coeff[:, handle.ncore:handle.ncore + handle.ncas]
+    return np.array([c[perp] @ (s @ c)[perp] for c in act.T])
+
+
+def test_active_orbitals_select_the_sigma_pair():
+    """LiF SA2-CAS(2,2)/6-31G at r_e: PySCF's default guess (HOMO/LUMO) puts an F 2p-pi orbital
+    in the active space (Sigma/Pi pair); electronic.active_orbitals [4, 7] (1-based: F 2p-sigma,
+    Li 2s) gives the ionic/covalent pair of 1Sigma+ states: both active orbitals sigma, and a
+    warm start from that solution keeps them."""
+    x = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.955])
+    kw = dict(symbols=["Li", "F"], basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    default = CasscfBackend(**kw).compute(x)
+    assert _pi_weight(default.handle).max() > 0.99
+    be = CasscfBackend(**kw, active_orbitals=[4, 7])
+    d = be.compute(x)
+    assert _pi_weight(d.handle).max() < 1e-10
+    # measured: the Sigma-Sigma pair's upper state is 0.43 eV above the Sigma-Pi pair's
+    assert d.energies[1] - default.energies[1] > 0.01
+    warm = be.compute(x + np.array([0, 0, 0, 0, 0, 0.05]), reference=d)
+    assert _pi_weight(warm.handle).max() < 1e-10
+
+
+@pytest.mark.parametrize("orbitals,msg", [([4], "need 2 distinct"), ([4, 4], "need 2 distinct"),
+                                          ([0, 7], "1..11"), ([4, 99], "1..11")])
+def test_active_orbitals_validated_against_the_basis(orbitals, msg):
+    from qhd_aimd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"electronic.active_orbitals.*{msg}"):
+        CasscfBackend(symbols=["Li", "H"], basis="6-31g", ncas=2, nelecas=2,
+                      active_orbitals=orbitals)

@@ -206,3 +206,18 @@ def test_energy_drift_csv_per_trajectory(tmp_path):
         assert float(r["drift_final"]) == pytest.approx(e[-1, i] - e[0, i], abs=1e-12)
         assert float(r["drift_max_abs"]) == pytest.approx(np.abs(e[:, i] - e[0, i]).max(), abs=1e-12)
         assert float(r["drift_max_abs"]) < 1e-8  # energy_correction: rescale (default)
+
+
+def test_exact_reference_in_every_section_of_its_name(study, tmp_path):
+    """Runs of one system with other dynamics settings form their own section; the named exact
+    reference is overlaid in each of them."""
+    root, dirs = study
+    cfg = _cfg("ehrenfest", name="tully")
+    cfg["dynamics"] = {"dt_au": 10.0, "t_final_au": 600.0}
+    other = tmp_path / "dt10" / "ehrenfest"
+    run_study(parse_config(cfg), other, progress=False)
+    aggregate(other)
+    path = write_report([*dirs, other], tmp_path / "rep", exact_dirs=[root / "tully" / "exact"])
+    html = path.read_text()
+    assert html.count('<section id="') == 2
+    assert html.count('class="scattering"') == 2 and "not matched" not in html

@@ -13,7 +13,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 # keys of a system entry that belong under `system:` of the single-study config
 _SYSTEM_KEYS = ("model", "model_params", "random_phases", "phase_kind", "molecule", "electronic")
 # keys of a system entry that are top-level sections of the single-study config
-_SECTION_KEYS = ("initial", "dynamics", "fields", "hopping", "output")
+_SECTION_KEYS = ("initial", "dynamics", "fields", "hopping", "output", "exact_scan")
 # keys of a system entry that only steer the workflow
 _WORKFLOW_KEYS = ("methods", "exact", "ranks", "analysis")
 
