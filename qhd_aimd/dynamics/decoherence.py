@@ -209,7 +209,8 @@ def projected_quantum_momentum(positions: np.ndarray, w: np.ndarray, h: np.ndarr
     return out
 
 
-def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, closed=None) -> np.ndarray:
+def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, closed=None,
+                   limit=None) -> np.ndarray:
     """K_nm = sum_j xi_j Q_nm,j (f_n - f_m)_j, (T, N, N), hartree (antisymmetric).
 
     ``closed`` (T, N) bool (``closed_states``): a state the trajectory can no longer fill with
@@ -227,7 +228,30 @@ def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, clos
         block = closed[:, :, None] & ~closed[:, None, :]  # n closed, m open
         k = np.where(block, np.minimum(k, 0.0), k)
         k = np.where(np.swapaxes(block, 1, 2), np.maximum(k, 0.0), k)
+    if limit is not None:  # (rho, energies, e_kin, dt): ``power_limited_rates``
+        k = power_limited_rates(k, *limit)
     return k
+
+
+def power_limited_rates(k: np.ndarray, rho: np.ndarray, energies: np.ndarray, e_kin: np.ndarray,
+                        dt: float, fraction: float = 0.5) -> np.ndarray:
+    """Coupling rates K (T, N, N) scaled per trajectory so that the quantum-coupling term raises
+    Tr(rho H) by at most ``fraction`` of the kinetic energy over one step of ``dt`` a.u.
+
+    rho (T, N, N); energies (T, N) hartree; e_kin (T,) hartree. The rate of Tr(rho H) is
+    P = sum_n E_n 2 sum_m K_nm |rho_nm|^2 (``qc_generator``); where P dt > fraction * e_kin the
+    whole K of that trajectory is multiplied by fraction * e_kin / (P dt) (K stays antisymmetric,
+    generator and force keep their ratio). Guarantees that the energy rescaling after the step
+    always has kinetic energy to take from (a trajectory driven by a large quantum momentum into a
+    state it can barely reach otherwise overshoots its total energy within one step, and the
+    rescaling cannot restore it: measured on Tully 3 k=10 with ``ctmqc`` Q, 72 mHa).
+    """
+    rate = 2.0 * np.einsum("tnm,tnm->tn", k, np.abs(rho) ** 2)
+    power = np.einsum("tn,tn->t", energies, rate)
+    budget = fraction * np.maximum(e_kin, 0.0)
+    over = power * dt > budget
+    scale = np.where(over, budget / np.where(over, power * dt, 1.0), 1.0)
+    return k * scale[:, None, None]
 
 
 def closed_states(energies: np.ndarray, pops: np.ndarray, momenta: np.ndarray,
@@ -240,18 +264,18 @@ def closed_states(energies: np.ndarray, pops: np.ndarray, momenta: np.ndarray,
 
 
 def qc_generator(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray,
-                 closed=None) -> np.ndarray:
+                 closed=None, limit=None) -> np.ndarray:
     """Quantum-coupling generator X_nm = i K_nm rho_nm, (T, N, N) Hermitian, hartree.
 
     With one Q for all pairs this is sum_j xi_j Q_j d_j rho with d rho from
     ``coherence_derivatives`` (the Table II term); for a pure rho it gives the CT-MQC equation
     dC_n/dt = sum_m K_nm |C_m|^2 C_n, population transfer d p_n/dt = 2 sum_m K_nm p_n p_m.
     """
-    return 1j * coupling_rates(inv_mass, q_pair, f, closed) * rho
+    return 1j * coupling_rates(inv_mass, q_pair, f, closed, limit) * rho
 
 
 def qc_force(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.ndarray,
-             closed=None) -> np.ndarray:
+             closed=None, limit=None) -> np.ndarray:
     """Quantum-coupling force F_k = sum_nm |rho_nm|^2 (f_n - f_m)_k K_nm, (T, D) hartree/bohr.
 
     With one Q for all pairs this is 2 sum_j xi_j Q_j g_kj, g = Re Tr(rho d_k rho d_j rho) for
@@ -262,7 +286,7 @@ def qc_force(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, rho: np.nd
     ``rescale_momenta``).
     """
     df = f[:, :, None, :] - f[:, None, :, :]
-    k = coupling_rates(inv_mass, q_pair, f, closed)
+    k = coupling_rates(inv_mass, q_pair, f, closed, limit)
     return np.einsum("tnm,tnmk,tnm->tk", np.abs(rho) ** 2, df, k)
 
 

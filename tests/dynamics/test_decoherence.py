@@ -291,3 +291,52 @@ def test_upper_state_branch_reflects_on_tully_extended():
     refl = (pops * (s.positions[:, :1] < 0)).mean(axis=0)
     assert refl.sum() > 0.08 and refl[1] > 0.02
     assert np.abs(np.add(*s.energies(prop.masses)) - e0).max() < 1e-6
+
+
+def test_ctmqc_quantum_momentum_is_linear_about_one_pair_centre():
+    """``quantum_momentum: ctmqc``: Q_nm = (x - R_nm) / (2 h^2) (the slope of the kernel Gaussians,
+    Min, Agostini & Gross 2015) with the pair centre R_nm that moves no net population
+    (Gossel, Agostini & Maitra 2018)."""
+    rng = np.random.default_rng(7)
+    t, n, d = 200, 3, 2
+    pos = rng.normal(size=(t, d)) * [1.0, 3.0]
+    pops = rng.dirichlet(np.ones(n), size=t)
+    f = rng.normal(size=(t, n, d)) + pos[:, None, :]
+    h = fl.bandwidth(pos)
+    q = rng.normal(size=(t, d))  # fallback, unused with a finite slope everywhere
+    slope = np.broadcast_to(0.5 / h**2, pos.shape)
+    qp = dc.pair_quantum_momentum(pos, q, slope, pops, f, np.inf)
+    for a in range(n):
+        for b in range(a + 1, n):
+            wgt = (pops[:, a] * pops[:, b])[:, None] * (f[:, a] - f[:, b])
+            assert np.all(np.abs((wgt * qp[:, a, b]).sum(axis=0)) < 1e-10 * np.abs(wgt * qp[:, a, b]).sum(axis=0))
+            centre = pos - qp[:, a, b] * 2 * h**2  # the same R for every trajectory
+            assert np.abs(centre - centre[0]).max() < 1e-9
+
+
+def test_power_limited_rates_bound_the_electronic_energy_gain():
+    """``power_limit``: after scaling, one step of the quantum-coupling generator raises Tr(rho H)
+    by at most the given fraction of the kinetic energy; K stays antisymmetric and trajectories
+    under the budget are untouched."""
+    rng = np.random.default_rng(8)
+    t, n, d = 300, 3, 2
+    rho = _pure(rng, t, n)
+    energies = np.sort(rng.normal(size=(t, n)) * 0.05, axis=1)
+    k = rng.normal(size=(t, n, n)) * 1e-2
+    k = k - np.swapaxes(k, 1, 2)
+    e_kin = rng.uniform(0.0, 0.05, size=t)
+    dt = 4.0
+    out = dc.power_limited_rates(k, rho, energies, e_kin, dt, 0.5)
+    assert np.abs(out + np.swapaxes(out, 1, 2)).max() < 1e-15
+
+    def power(kk):
+        return np.einsum("tn,tn->t", energies, 2.0 * np.einsum("tnm,tnm->tn", kk, np.abs(rho) ** 2))
+
+    assert np.all(power(out) * dt <= 0.5 * e_kin + 1e-15)
+    fine = power(k) * dt <= 0.5 * e_kin
+    assert 0 < fine.sum() < t
+    assert np.array_equal(out[fine], k[fine])
+    x = dc.qc_generator(np.full(d, 1e-3), np.ones((t, n, n, d)), rng.normal(size=(t, n, d)), rho,
+                        limit=(rho, energies, e_kin, dt))
+    rate = np.real(np.diagonal(-1j * (x @ rho - rho @ x), axis1=1, axis2=2))
+    assert np.all(np.einsum("tn,tn->t", energies, rate) * dt <= 0.5 * e_kin + 1e-12)
