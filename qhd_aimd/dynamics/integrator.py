@@ -78,10 +78,13 @@ class Swarm:
     hop_to: np.ndarray | None = None
     hop_frustrated: np.ndarray | None = None
     adiabatic_momenta: np.ndarray | None = None
+    branch_displacement: np.ndarray | None = None
 
     def __post_init__(self):
         if self.adiabatic_momenta is None:
             self.adiabatic_momenta = np.zeros(self.rho.shape[:2] + self.positions.shape[1:])
+        if self.branch_displacement is None:  # (L, N, D) bohr, ``quantum_momentum: branch``
+            self.branch_displacement = np.zeros(self.rho.shape[:2] + self.positions.shape[1:])
 
     @property
     def force(self) -> np.ndarray:
@@ -160,7 +163,7 @@ class Propagator:
         if self.hopping is None:
             self.hopping = HoppingOptions()
         for key, allowed in (("coherence_gradient", ("regression", "accumulated", "energy_consistent")),
-                             ("quantum_momentum", ("kernel", "pair_centred", "projected", "ctmqc")),
+                             ("quantum_momentum", ("kernel", "pair_centred", "projected", "ctmqc", "branch")),
                              ("energy_correction", ("rescale", "none"))):
             if getattr(self, key) not in allowed:
                 raise QhdError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -482,12 +485,20 @@ class Propagator:
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
         local = np.flatnonzero(s.active)
+        if self.quantum_momentum == "branch" and s.step > 0:  # branch displacements over the last step
+            disp = s.branch_displacement.copy()
+            disp[local] = dc.advance_displacement(disp[local], f_loc[local],
+                                                  np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)),
+                                                  self.masses, self.dt)
+            s.branch_displacement = disp
         mine = (np.asarray(s.ids)[local], s.positions[local],
-                np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)), f_loc[local])
+                np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)), f_loc[local],
+                s.branch_displacement[local])
         parts = self.comm.allgather(mine) if getattr(self.comm, "size", 1) > 1 else [mine]
-        all_ids, pos, pops, f_all = (np.concatenate([q[k] for q in parts]) for k in range(4))
+        all_ids, pos, pops, f_all, disp_all = (np.concatenate([q[k] for q in parts]) for k in range(5))
         order = np.argsort(all_ids, kind="stable")  # by id: the same arrays on any number of ranks
-        all_ids, pos, pops, f_all = all_ids[order], pos[order], pops[order], f_all[order]
+        all_ids, pos, pops, f_all, disp_all = (all_ids[order], pos[order], pops[order], f_all[order],
+                                               disp_all[order])
         act_ids = all_ids.tolist()
         inv_mass = 1.0 / self.masses
         s.extra = np.zeros_like(s.rho)
@@ -535,6 +546,10 @@ class Propagator:
             f_c = frame.covector(f_all, self.masses)  # (T, N, P)
             if self.quantum_momentum == "pair_centred":
                 qp_c = dc.pair_quantum_momentum(c, q, alpha, pops, f_c)[idx]
+            elif self.quantum_momentum == "branch":  # models (Cartesian frame) only
+                if frame.kind != "cartesian":
+                    raise QhdError("quantum_momentum 'branch' is implemented for model swarms only")
+                qp_c = dc.branch_quantum_momentum(c, disp_all, h, pops, q, f_c)[idx]
             elif self.quantum_momentum == "ctmqc":  # slope of the kernel Gaussians, 1/(2 h^2)
                 slope = np.broadcast_to(0.5 / h**2, c.shape)
                 qp_c = dc.pair_quantum_momentum(c, q, slope, pops, f_c, np.inf)[idx]
