@@ -170,6 +170,8 @@ class Propagator:
         self._accumulated = self._method.coupled and self.coherence_gradient != "regression"
         # atoms in 3-D (rigid motions projected out of the fields' coordinates)
         self._molecule = getattr(self.backend, "symbols", None) is not None
+        if self.quantum_momentum == "branch" and self._molecule:
+            raise QhdError("fields.quantum_momentum 'branch' is implemented for model swarms only")
         # co-moving demodulation assumes a stationary (scattering) flow; a vibrating molecular
         # swarm started at one instant has turning points where kappa = dE/v diverges
         self._demodulate = (not self._molecule) if self.demodulate == "auto" else bool(self.demodulate)
