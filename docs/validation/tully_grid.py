@@ -56,7 +56,7 @@ def propagator_options(pairs):
         key, val = p.split("=", 1)
         opts[key] = {"true": True, "false": False}.get(val.lower(), val)
         try:
-            opts[key] = float(val) if key in ("bandwidth_factor", "ridge", "cutoff") else opts[key]
+            opts[key] = float(val) if key in ("bandwidth_factor", "ridge", "cutoff", "closed_kinetic_fraction") else opts[key]
         except ValueError:
             pass
     return opts
@@ -82,7 +82,8 @@ def run_case(name, k, x0, methods, n_traj, dt, options, exact_cache=None):
         kw = dict(bandwidth_factor=f.bandwidth_factor, bandwidth_bohr=f.bandwidth_bohr, ridge=f.ridge,
                   cutoff=f.cutoff_sigma, demodulate=f.demodulate, quantum_force=f.quantum_force,
                   coherence_gradient=f.coherence_gradient, quantum_momentum=f.quantum_momentum,
-                  energy_correction=cfg.dynamics.energy_correction)
+                  energy_correction=cfg.dynamics.energy_correction,
+                  closed_kinetic_fraction=f.closed_kinetic_fraction, power_limit=f.power_limit)
         prop = Propagator(backend, method, dt, 10, **{**kw, **options})
         s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
         e = [np.add(*s.energies(prop.masses))]

@@ -78,10 +78,13 @@ class Swarm:
     hop_to: np.ndarray | None = None
     hop_frustrated: np.ndarray | None = None
     adiabatic_momenta: np.ndarray | None = None
+    branch_displacement: np.ndarray | None = None
 
     def __post_init__(self):
         if self.adiabatic_momenta is None:
             self.adiabatic_momenta = np.zeros(self.rho.shape[:2] + self.positions.shape[1:])
+        if self.branch_displacement is None:  # (L, N, D) bohr, ``quantum_momentum: branch``
+            self.branch_displacement = np.zeros(self.rho.shape[:2] + self.positions.shape[1:])
 
     @property
     def force(self) -> np.ndarray:
@@ -120,7 +123,13 @@ class Propagator:
         conservation, ``decoherence.energy_consistent``); ``fields.coherence_gradient``
     quantum_momentum : "projected" (state-resolved kernel densities projected on each pair,
         ``decoherence.projected_quantum_momentum``), "pair_centred" (``decoherence``) or
-        "kernel" (-1/2 d ln n); used with the accumulated gradient (``fields.quantum_momentum``)
+        "kernel" (-1/2 d ln n) or "ctmqc" (``decoherence.pair_quantum_momentum`` with the
+        kernel Gaussians' slope 1/(2 h^2), Min, Agostini & Gross 2015); used with the
+        accumulated gradient (``fields.quantum_momentum``)
+    closed_kinetic_fraction : the quantum-coupling term stops filling state n when the kinetic
+        energy is below this fraction of E_n - Tr(rho H) (``decoherence.closed_states``)
+    power_limit : scale each trajectory's quantum-coupling rates so that one step raises
+        Tr(rho H) by at most half its kinetic energy (``decoherence.power_limited_rates``)
     energy_correction : "rescale" (coupled methods: each trajectory's momentum is rescaled
         after every step so that E_kin + Tr(rho H_el) keeps its value) or "none"
         (``dynamics.energy_correction``)
@@ -143,6 +152,8 @@ class Propagator:
     coherence_gradient: str = "regression"
     quantum_momentum: str = "projected"
     energy_correction: str = "none"
+    closed_kinetic_fraction: float = dc.CLOSED_KINETIC_FRACTION
+    power_limit: bool = False
     hopping: object = None
     seed: int = 0
 
@@ -152,13 +163,15 @@ class Propagator:
         if self.hopping is None:
             self.hopping = HoppingOptions()
         for key, allowed in (("coherence_gradient", ("regression", "accumulated", "energy_consistent")),
-                             ("quantum_momentum", ("kernel", "pair_centred", "projected")),
+                             ("quantum_momentum", ("kernel", "pair_centred", "projected", "ctmqc", "branch")),
                              ("energy_correction", ("rescale", "none"))):
             if getattr(self, key) not in allowed:
                 raise QhdError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         self._accumulated = self._method.coupled and self.coherence_gradient != "regression"
         # atoms in 3-D (rigid motions projected out of the fields' coordinates)
         self._molecule = getattr(self.backend, "symbols", None) is not None
+        if self.quantum_momentum == "branch" and self._molecule:
+            raise QhdError("fields.quantum_momentum 'branch' is implemented for model swarms only")
         # co-moving demodulation assumes a stationary (scattering) flow; a vibrating molecular
         # swarm started at one instant has turning points where kappa = dE/v diverges
         self._demodulate = (not self._molecule) if self.demodulate == "auto" else bool(self.demodulate)
@@ -474,12 +487,20 @@ class Propagator:
                                          np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
         local = np.flatnonzero(s.active)
+        if self.quantum_momentum == "branch" and s.step > 0:  # branch displacements over the last step
+            disp = s.branch_displacement.copy()
+            disp[local] = dc.advance_displacement(disp[local], f_loc[local],
+                                                  np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)),
+                                                  self.masses, self.dt)
+            s.branch_displacement = disp
         mine = (np.asarray(s.ids)[local], s.positions[local],
-                np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)), f_loc[local])
+                np.real(np.diagonal(s.rho[local], axis1=1, axis2=2)), f_loc[local],
+                s.branch_displacement[local])
         parts = self.comm.allgather(mine) if getattr(self.comm, "size", 1) > 1 else [mine]
-        all_ids, pos, pops, f_all = (np.concatenate([q[k] for q in parts]) for k in range(4))
+        all_ids, pos, pops, f_all, disp_all = (np.concatenate([q[k] for q in parts]) for k in range(5))
         order = np.argsort(all_ids, kind="stable")  # by id: the same arrays on any number of ranks
-        all_ids, pos, pops, f_all = all_ids[order], pos[order], pops[order], f_all[order]
+        all_ids, pos, pops, f_all, disp_all = (all_ids[order], pos[order], pops[order], f_all[order],
+                                               disp_all[order])
         act_ids = all_ids.tolist()
         inv_mass = 1.0 / self.masses
         s.extra = np.zeros_like(s.rho)
@@ -527,6 +548,13 @@ class Propagator:
             f_c = frame.covector(f_all, self.masses)  # (T, N, P)
             if self.quantum_momentum == "pair_centred":
                 qp_c = dc.pair_quantum_momentum(c, q, alpha, pops, f_c)[idx]
+            elif self.quantum_momentum == "branch":  # models (Cartesian frame) only
+                if frame.kind != "cartesian":
+                    raise QhdError("quantum_momentum 'branch' is implemented for model swarms only")
+                qp_c = dc.branch_quantum_momentum(c, disp_all, h, pops, q, f_c)[idx]
+            elif self.quantum_momentum == "ctmqc":  # slope of the kernel Gaussians, 1/(2 h^2)
+                slope = np.broadcast_to(0.5 / h**2, c.shape)
+                qp_c = dc.pair_quantum_momentum(c, q, slope, pops, f_c, np.inf)[idx]
             elif self.quantum_momentum == "projected":  # truncated kernel incl. self weight 1
                 wk = sparse.csr_matrix((pw, (pa, pb)), shape=(n_act, n_act)) + sparse.identity(n_act)
                 qp_c = dc.projected_quantum_momentum(c, wk, h, pops, q, f_c)[idx]
@@ -535,11 +563,15 @@ class Propagator:
                 n_st = f_c.shape[1]
                 qp_c = np.broadcast_to(q[idx][:, None, None, :], (len(idx), n_st, n_st, p)).copy()
             qp = np.moveaxis(frame.first_to_cartesian(np.moveaxis(qp_c, 3, 1)), 1, 3)  # (L, N, N, D)
-            closed = dc.closed_states(_energies(s, local),
-                                      np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
-                                      self.masses, dc.CLOSED_KINETIC_FRACTION)
-            s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed)
-            s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed)
+            e_loc = _energies(s, local)
+            closed = dc.closed_states(e_loc, np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
+                                      self.masses, float(self.closed_kinetic_fraction))
+            limit = None
+            if self.power_limit:
+                e_kin = 0.5 * np.einsum("tj,tj,j->t", s.momenta[local], s.momenta[local], inv_mass)
+                limit = (rho, e_loc, e_kin, self.dt)
+            s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed, limit)
+            s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed, limit)
             if self.quantum_force:
                 fq_c = fl.quantum_force_pairs(la, len(local), ldx, lw, h, g1[idx], g1[lb],
                                               frame.inverse_metric(inv_mass), self.ridge)

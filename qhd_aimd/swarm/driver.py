@@ -100,6 +100,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, restart: bool = False, prog
                       fcfg.bandwidth_factor, fcfg.bandwidth_bohr, fcfg.ridge, fcfg.cutoff_sigma, comm,
                       fcfg.demodulate, fcfg.quantum_force, fcfg.coherence_gradient,
                       fcfg.quantum_momentum, cfg.dynamics.energy_correction,
+                      closed_kinetic_fraction=fcfg.closed_kinetic_fraction, power_limit=fcfg.power_limit,
                       hopping=HoppingOptions.from_config(cfg.hopping), seed=cfg.initial.seed)
     ids = local_ids(cfg.initial.n_trajectories, comm.rank, comm.size)
     cfg_yaml = config_to_yaml(cfg)
