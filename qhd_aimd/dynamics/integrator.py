@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import sparse
 
 from qhd_aimd.dynamics import decoherence as dc
 from qhd_aimd.dynamics import fields as fl
@@ -509,17 +508,20 @@ class Propagator:
         rho, f = s.rho[local], f_loc[local]
         drho, d2rho = dc.coherence_derivatives(rho, f)
         # pairs with a centre on this rank, sorted by the centre's local index
-        loc_of = np.full(n_act, -1, int)
-        loc_of[idx] = np.arange(len(idx))
-        sel = loc_of[pa] >= 0
-        la, lb, lw = loc_of[pa[sel]], pb[sel], pw[sel]
-        if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
-            order = np.argsort(la, kind="stable")
-            la, lb, lw = la[order], lb[order], lw[order]
+        if len(idx) == n_act and np.array_equal(idx, np.arange(n_act)):  # every centre, in order
+            la, lb, lw = pa, pb, pw
+        else:
+            loc_of = np.full(n_act, -1, int)
+            loc_of[idx] = np.arange(len(idx))
+            sel = loc_of[pa] >= 0
+            la, lb, lw = loc_of[pa[sel]], pb[sel], pw[sel]
+            if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
+                order = np.argsort(la, kind="stable")
+                la, lb, lw = la[order], lb[order], lw[order]
         ldx = c[lb] - c[idx[la]]
         ok_loc = kernel_ok[idx]
         if self._method.quantum_coupling:
-            g1, g2 = nb.kernel_log_density(c, h, pa, pb, pw)
+            g1, g2 = nb.kernel_log_density(c, h, pa, pb, pw, ldx if la is pa else None)
             if gauss is not None:
                 g1 = np.where(kernel_ok[:, None], g1, gauss[0])
                 g2 = np.where(kernel_ok[:, None], g2, gauss[1][None, :])
@@ -528,7 +530,7 @@ class Propagator:
             if self.quantum_momentum == "pair_centred":
                 qp_c = dc.pair_quantum_momentum(c, q, alpha, pops, f_c)[idx]
             elif self.quantum_momentum == "projected":  # truncated kernel incl. self weight 1
-                wk = sparse.csr_matrix((pw, (pa, pb)), shape=(n_act, n_act)) + sparse.identity(n_act)
+                wk = nb.kernel_matrix_with_self(pa, pb, pw, n_act)
                 qp_c = dc.projected_quantum_momentum(c, wk, h, pops, q, f_c)[idx]
                 qp_c = np.where(ok_loc[:, None, None, None], qp_c, q[idx][:, None, None, :])
             else:
