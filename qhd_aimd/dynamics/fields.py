@@ -268,7 +268,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     k, p = dx.shape
     # pair arrays laid out (columns, pairs): every product and segment sum runs over contiguous
     # memory (a (K, C) layout made the sums over each centre's pairs strided, ~9x slower)
-    zt = (dx / h).T
+    zt = np.divide(dx.T, h[:, None], out=np.empty((p, k)))  # (P, K) C-contiguous
     y = dy.reshape(k, int(np.prod(dy.shape[1:], dtype=int)))
     dtype = np.result_type(y.dtype, float)
     first = np.zeros((n_centres, p, y.shape[1]), dtype)
@@ -285,7 +285,7 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
             cols.append(0.5 * zs**2)
         if kind == 2:
             cols.append(zs[iu[0]] * zs[iu[1]])
-        a = np.concatenate(cols, axis=0)  # (Q, Ks)
+        a = np.concatenate(cols, axis=0) if len(cols) > 1 else zs  # (Q, Ks)
         aw = a * w[rows]
         cs, q = centre[rows], a.shape[0]
         iu_q = _triu(q, 0)
@@ -295,10 +295,15 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
         normal = np.empty((len(sel), q, q))
         normal[:, iu_q[0], iu_q[1]] = sums
         normal[:, iu_q[1], iu_q[0]] = sums
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(cs, minlength=n_centres))])
-        yr, pair = y[rows], np.arange(len(cs))
-        rhs = np.stack([sparse.csr_matrix((aw[i], pair, indptr), shape=(n_centres, len(cs))) @ yr
-                        for i in range(q)], axis=1)[sel]  # (L, Q, M)
+        indptr = np.zeros(n_centres + 1, int)
+        np.cumsum(count if isinstance(rows, slice) else np.bincount(cs, minlength=n_centres), out=indptr[1:])
+        yr = y[rows]
+        mat = sparse.csr_matrix((aw[0], np.arange(len(cs)), indptr), shape=(n_centres, len(cs)))
+        rhs = np.empty((n_centres, q, yr.shape[1]), np.result_type(yr.dtype, float))
+        for i in range(q):  # the same sparsity for every column of aw
+            mat.data = aw[i]
+            rhs[:, i] = mat @ yr
+        rhs = rhs[sel]  # (L, Q, M)
         scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
         normal = normal + ridge * scale[:, None, None] * np.eye(q)
         try:

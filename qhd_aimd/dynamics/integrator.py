@@ -518,7 +518,7 @@ class Propagator:
             if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
                 order = np.argsort(la, kind="stable")
                 la, lb, lw = la[order], lb[order], lw[order]
-        ldx = c[lb] - c[idx[la]]
+        ldx = c[lb] - c[la] if la is pa else c[lb] - c[idx[la]]
         ok_loc = kernel_ok[idx]
         if self._method.quantum_coupling:
             g1, g2 = nb.kernel_log_density(c, h, pa, pb, pw, ldx if la is pa else None)
