@@ -83,14 +83,17 @@ def liouville_step(
     # r and psi(0) carried to every sub-step's mid-point, q_k = exp(-i (h0 + h_k)/2 t_k): all
     # sub-steps at once (they do not depend on psi), applied to the two vectors only
     rot = expm_hermitian_apply(0.5 * (h0 + h_k), (s_k * dt)[:, None], np.stack([r, psi], axis=-1))
-    eye = np.eye(psi.shape[-1])
+    # every sub-step's generator at once, a_k = -i tau (h_k + diag(v) + (q_k r)(q_k psi(0))^+),
+    # less tr(a_k)/N: exp(a_k) psi up to a scalar factor (removed by the normalisation), the
+    # mean energy's phase taken out so that few Taylor terms and no squarings are needed
+    n = psi.shape[-1]
+    a = rot[..., :, 0, None] * rot[..., None, :, 1].conj()
+    a[..., np.arange(n), np.arange(n)] += v
+    a = (-1j * tau) * (h_k + a)
+    a -= (np.trace(a, axis1=-2, axis2=-1) / n)[..., None, None] * np.eye(n)
+    plan = _taylor_plan(a)
     for k in range(n_substeps):
-        w = _diag(v) + rot[k, ..., :, 0, None] * rot[k, ..., None, :, 1].conj()
-        a = -1j * tau * (h_k[k] + w)
-        # exp(a) psi up to a scalar factor (removed by the normalisation): shifted by tr(a)/N,
-        # the mean energy's phase, so that few Taylor terms and no squarings are needed
-        a = a - (np.trace(a, axis1=-2, axis2=-1) / a.shape[-1])[..., None, None] * eye
-        psi = _expm_apply(a, psi)
+        psi = _expm_apply(a[k], psi, plan=None if plan is None else tuple(x[k] for x in plan))
         psi /= np.linalg.norm(psi, axis=-1, keepdims=True)
     rho = psi[..., :, None] * psi.conj()[..., None, :]
     return transport(rho, u)
@@ -120,24 +123,37 @@ def expm_hermitian_apply(h: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndar
     return v @ (np.exp(-1j * w * t[..., None])[..., None] * (vh @ x))
 
 
-def _expm_apply(a: np.ndarray, x: np.ndarray, order: int = 14, max_squarings: int = 3) -> np.ndarray:
+def _taylor_plan(a: np.ndarray, order: int = 14, max_squarings: int = 3):
+    """``_expm``'s scaling and per-matrix Taylor order for (..., N, N) matrices a:
+    (a / 2^s, order (...), 2^s (...)), or None if a matrix needs more than ``max_squarings``."""
+    norm = np.abs(a).sum(axis=-2).max(axis=-1)
+    if not (norm <= 0.5).all():  # (NaN included)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
+        squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)
+        if squarings.max(initial=0) > max_squarings:
+            return None
+        a = a / (2.0**squarings)[..., None, None]
+        norm = np.abs(a).sum(axis=-2).max(axis=-1)
+    else:
+        squarings = np.zeros(norm.shape, int)
+    need = np.minimum(np.searchsorted(_taylor_thresholds(order), norm, side="right") + 1, order)
+    return a, need, 2**squarings
+
+
+def _expm_apply(a: np.ndarray, x: np.ndarray, order: int = 14, plan=None) -> np.ndarray:
     """exp(a) x for (..., N, N) general complex matrices and vectors x (..., N): ``_expm``'s
-    scaling and per-matrix Taylor order, the polynomial applied to the vector (2^s times for s
-    squarings) instead of forming the matrix. More than ``max_squarings`` in the batch:
-    ``_expm(a) @ x``."""
+    scaling and per-matrix Taylor order (``_taylor_plan``, or ``plan`` made by it for a), the
+    polynomial applied to the vector (2^s times for s squarings) instead of forming the matrix;
+    ``_expm(a) @ x`` when the plan is None (more than 3 squarings)."""
     if not a.size:
         return x.copy()
-    norm = np.abs(a).sum(axis=-2).max(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
-    squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)
-    if squarings.max(initial=0) > max_squarings:
-        return (_expm(a) @ x[..., None])[..., 0]
-    a = a / (2.0**squarings)[..., None, None]
-    scaled = np.abs(a).sum(axis=-2).max(axis=-1)
-    need = np.minimum(np.searchsorted(_taylor_thresholds(order), scaled, side="right") + 1, order)
+    if plan is None:
+        plan = _taylor_plan(a, order)
+        if plan is None:
+            return (_expm(a) @ x[..., None])[..., 0]
+    a, need, reps = plan
     k_all, k_max = int(need.min(initial=0)), int(need.max(initial=0))
-    reps = 2**squarings
     for rep in range(int(reps.max(initial=1))):
         out = term = x
         for k in range(1, k_max + 1):
