@@ -32,7 +32,19 @@ def transport(rho: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def to_frame(rho_b: np.ndarray, u_ab: np.ndarray) -> np.ndarray:
     """Express rho_b, given in basis b, in basis a using U_ab = polar(<u(a)|u(b)>): U rho U^dag."""
-    return u_ab @ rho_b @ np.swapaxes(u_ab.conj(), -1, -2)
+    uh = np.swapaxes(u_ab.conj(), -1, -2)
+    if rho_b.shape[-1] <= 3:  # many pairs of small matrices: ~2x faster than a stacked matmul
+        return _small_matmul(_small_matmul(u_ab, rho_b), uh)
+    return u_ab @ rho_b @ uh
+
+
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for stacks of small (N <= ~3) matrices, as N broadcast products (numpy's stacked
+    matmul costs ~0.4 us per 2x2 product)."""
+    out = a[..., :, 0, None] * b[..., None, 0, :]
+    for j in range(1, a.shape[-1]):
+        out += a[..., :, j, None] * b[..., None, j, :]
+    return out
 
 
 def expm_hermitian(h: np.ndarray, dt: float) -> np.ndarray:

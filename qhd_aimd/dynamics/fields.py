@@ -366,7 +366,7 @@ def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbr
     fit = lambda dy: local_fit_pairs(centre, n_centres, dx, dy, w, h, quadratic, ridge)  # noqa: E731
     if kappa is None:
         return fit(rho_nbrs - rho_c[centre])
-    phase = np.exp(-1j * np.einsum("knmj,kj->knm", kappa[centre], dx))
+    phase = _coherence_phases(np.einsum("knmj,kj->knm", kappa[centre], dx))
     kap = np.moveaxis(kappa, 3, 1)  # (L, P, N, N)
     if slow_nbrs is None:
         d1, d2 = fit(rho_nbrs * phase - rho_c[centre])
@@ -379,6 +379,19 @@ def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbr
         (p1, d1), (p2, d2) = (np.moveaxis(x, 2, 0) for x in both)
         rc = free_c[:, None]
     return p1 + d1 + 1j * kap * rc, p2 + d2 + 2j * kap * d1 - kap**2 * rc
+
+
+def _coherence_phases(x: np.ndarray) -> np.ndarray:
+    """exp(-i x) for (K, N, N) real x antisymmetric in (n, m) (kappa_nm . dx): the upper
+    triangle exponentiated, the lower its conjugate, ones on the diagonal (N(N-1)/2 complex
+    exponentials per pair instead of N^2; the same numbers, x_mn = -x_nm exactly)."""
+    n = x.shape[-1]
+    iu = _triu(n, 1)
+    out = np.ones(x.shape, complex)
+    up = np.exp(-1j * x[:, iu[0], iu[1]])
+    out[:, iu[0], iu[1]] = up
+    out[:, iu[1], iu[0]] = up.conj()
+    return out
 
 
 def metrics(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:

@@ -590,7 +590,7 @@ class Propagator:
             except TRAJECTORY_ERRORS:
                 u = np.full((len(ia),) + g[act_ids[0]][1].shape, np.nan, complex)
             fin = np.isfinite(u).all(axis=(1, 2))
-            pa, pb, us = list(ia[fin]), list(ib[fin]), [u[fin]]
+            pa, pb, us = [ia[fin]], [ib[fin]], [u[fin]]  # index arrays, joined below
             failed = list(zip(ia[~fin].tolist(), ib[~fin].tolist()))
             mine = []
         for a in mine:
@@ -602,12 +602,13 @@ class Propagator:
             except TRAJECTORY_ERRORS:
                 u = np.full((len(nbrs),) + g[act_ids[a]][1].shape, np.nan, complex)
             fin = np.isfinite(u).all(axis=(1, 2))
-            pa += [a] * int(fin.sum())
-            pb += [b for b, f in zip(nbrs, fin) if f]
+            pa.append(np.full(int(fin.sum()), a, int))
+            pb.append(np.array(nbrs, int)[fin])
             us.append(u[fin])
             failed += [(a, b) for b, f in zip(nbrs, fin) if not f]
         n = g[act_ids[0]][1].shape[-1]
-        part = (np.array(pa, int), np.array(pb, int),
+        part = (np.concatenate(pa).astype(int) if pa else np.zeros(0, int),
+                np.concatenate(pb).astype(int) if pb else np.zeros(0, int),
                 np.concatenate(us) if us else np.zeros((0, n, n), complex), failed)
         parts = self.comm.allgather(part) if getattr(self.comm, "size", 1) > 1 else [part]
         pa = np.concatenate([q[0] for q in parts])

@@ -278,3 +278,13 @@ def test_batched_local_fit_equals_per_centre_fit(p, quadratic, cplx):
         scale = max(np.abs(f1).max(), np.abs(f2).max())
         assert np.abs(first[c] - f1).max() < 1e-12 * scale
         assert np.abs(second[c] - f2).max() < 1e-12 * scale
+
+
+def test_coherence_phases_equal_the_full_exponential():
+    """The demodulation phases from the upper triangle (conjugated below) are exp(-i kappa.dx)
+    bit for bit (kappa_mn = -kappa_nm exactly)."""
+    rng = np.random.default_rng(2)
+    for n in (2, 3):
+        kappa = fl.coherence_wavevectors(rng.normal(size=(40, n)), rng.normal(size=(40, 2)))
+        x = np.einsum("knmj,kj->knm", kappa, rng.normal(size=(40, 2)))
+        np.testing.assert_array_equal(fl._coherence_phases(x), np.exp(-1j * x))
