@@ -105,7 +105,7 @@ def liouville_step(
     a -= (np.trace(a, axis1=-2, axis2=-1) / n)[..., None, None] * np.eye(n)
     plan = _taylor_plan(a)
     for k in range(n_substeps):
-        psi = _expm_apply(a[k], psi, plan=None if plan is None else tuple(x[k] for x in plan))
+        psi = _expm_apply(a[k], psi, plan=tuple(x[k] for x in plan))
         psi /= np.linalg.norm(psi, axis=-1, keepdims=True)
     rho = psi[..., :, None] * psi.conj()[..., None, :]
     return transport(rho, u)
@@ -137,42 +137,44 @@ def expm_hermitian_apply(h: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndar
 
 def _taylor_plan(a: np.ndarray, order: int = 14, max_squarings: int = 3):
     """``_expm``'s scaling and per-matrix Taylor order for (..., N, N) matrices a:
-    (a / 2^s, order (...), 2^s (...)), or None if a matrix needs more than ``max_squarings``."""
+    (a / 2^s, order (...), 2^s (...)); 2^s is 0 for a matrix that needs more than
+    ``max_squarings`` (``_expm_apply`` exponentiates it as a matrix)."""
     norm = np.abs(a).sum(axis=-2).max(axis=-1)
-    if not (norm <= 0.5).all():  # (NaN included)
+    if (norm <= 0.5).all():  # the usual sub-step: no scaling (NaN goes below)
+        squarings = np.zeros(norm.shape, int)
+    else:
         with np.errstate(divide="ignore", invalid="ignore"):
             squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
         squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)
-        if squarings.max(initial=0) > max_squarings:
-            return None
-        a = a / (2.0**squarings)[..., None, None]
+        squarings = np.where(squarings > max_squarings, -1, squarings)
+        a = a / (2.0 ** np.maximum(squarings, 0))[..., None, None]
         norm = np.abs(a).sum(axis=-2).max(axis=-1)
-    else:
-        squarings = np.zeros(norm.shape, int)
     need = np.minimum(np.searchsorted(_taylor_thresholds(order), norm, side="right") + 1, order)
-    return a, need, 2**squarings
+    return a, need, np.where(squarings < 0, 0, 2 ** np.maximum(squarings, 0))
 
 
 def _expm_apply(a: np.ndarray, x: np.ndarray, order: int = 14, plan=None) -> np.ndarray:
     """exp(a) x for (..., N, N) general complex matrices and vectors x (..., N): ``_expm``'s
     scaling and per-matrix Taylor order (``_taylor_plan``, or ``plan`` made by it for a), the
     polynomial applied to the vector (2^s times for s squarings) instead of forming the matrix;
-    ``_expm(a) @ x`` when the plan is None (more than 3 squarings)."""
+    a matrix that needs more than 3 squarings: ``_expm(a) @ x``. Every choice is made per
+    matrix, so each result is independent of the rest of the batch."""
     if not a.size:
         return x.copy()
-    if plan is None:
-        plan = _taylor_plan(a, order)
-        if plan is None:
-            return (_expm(a) @ x[..., None])[..., 0]
-    a, need, reps = plan
+    a_s, need, reps = _taylor_plan(a, order) if plan is None else plan
     k_all, k_max = int(need.min(initial=0)), int(need.max(initial=0))
+    y = x
     for rep in range(int(reps.max(initial=1))):
-        out = term = x
+        out = term = y
         for k in range(1, k_max + 1):
-            term = (a @ term[..., None])[..., 0] / k
+            term = (a_s @ term[..., None])[..., 0] / k
             out = out + (term if k <= k_all else np.where((k <= need)[..., None], term, 0.0))
-        x = out if rep == 0 else np.where((rep < reps)[..., None], out, x)
-    return x
+        y = out if rep == 0 else np.where((rep < reps)[..., None], out, y)
+    big = reps == 0
+    if big.any():
+        y = y.copy()
+        y[big] = (_expm(a[big]) @ x[big][..., None])[..., 0]
+    return y
 
 
 def _state_vector(rho: np.ndarray) -> np.ndarray:
