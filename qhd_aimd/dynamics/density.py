@@ -117,7 +117,8 @@ def expm_hermitian_apply(h: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndar
 
     N = 2 in closed form, exp(-i h t) = e^{-i m t} (cos(w t) - i sin(w t)/w (h - m)) with
     m = tr h / 2, w = sqrt(((h_00 - h_11)/2)^2 + |h_10|^2) (no eigendecomposition; ~7x faster
-    than a batched 2x2 ``eigh`` applied the same way); else from ``eigh``, without forming the matrix."""
+    than a batched 2x2 ``eigh`` applied the same way); else from ``eigh``, without forming the
+    matrix."""
     t = np.asarray(t, float)
     if h.shape[-1] == 2:
         a, d, c = h[..., 0, 0].real, h[..., 1, 1].real, h[..., 1, 0]

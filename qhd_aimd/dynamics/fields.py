@@ -296,7 +296,8 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
         normal[:, iu_q[0], iu_q[1]] = sums
         normal[:, iu_q[1], iu_q[0]] = sums
         indptr = np.zeros(n_centres + 1, int)
-        np.cumsum(count if isinstance(rows, slice) else np.bincount(cs, minlength=n_centres), out=indptr[1:])
+        per_centre = count if isinstance(rows, slice) else np.bincount(cs, minlength=n_centres)
+        np.cumsum(per_centre, out=indptr[1:])
         yr = y[rows]
         mat = sparse.csr_matrix((aw[0], np.arange(len(cs)), indptr), shape=(n_centres, len(cs)))
         rhs = np.empty((n_centres, q, yr.shape[1]), np.result_type(yr.dtype, float))

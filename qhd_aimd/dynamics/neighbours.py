@@ -103,7 +103,8 @@ def kernel_log_density(coords: np.ndarray, h: np.ndarray, a: np.ndarray, b: np.n
     sums = np.zeros((t, 1 + 2 * p))
     if len(a):
         starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
-        sums[a[starts]] = np.add.reduceat(np.concatenate([w[None], wd, wd * diff]), starts, axis=1).T
+        cols = np.concatenate([w[None], wd, wd * diff])  # (1 + 2P, K)
+        sums[a[starts]] = np.add.reduceat(cols, starts, axis=1).T
     norm = 1.0 + sums[:, 0]
     s1, s2 = sums[:, 1:1 + p], sums[:, 1 + p:]
     g = s1 / (h**2 * norm[:, None])

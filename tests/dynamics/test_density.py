@@ -174,7 +174,8 @@ def _liouville_reference(rho, e_old, e_new, u, dt, n_sub, extra):
     return np.array(out)
 
 
-@pytest.mark.parametrize("n, e0, dt", [(2, 0.0, 4.0), (2, -78.0, 20.0), (3, 0.0, 10.0), (3, -78.0, 10.0)])
+@pytest.mark.parametrize("n, e0, dt", [(2, 0.0, 4.0), (2, -78.0, 20.0), (3, 0.0, 10.0),
+                                       (3, -78.0, 10.0)])
 def test_liouville_step_with_generator_matches_dense_reference(n, e0, dt):
     rng = np.random.default_rng(6)
     t = 8

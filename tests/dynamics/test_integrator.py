@@ -294,7 +294,8 @@ def test_coupled_model_steps_are_identical_on_one_and_two_ranks(estimators):
 
     def rank(r):
         ids = np.array(local_ids(n, r, 2))
-        pr = Propagator(be, "geometric_ehrenfest_qc", 10.0, 10, comm=_ThreadComm(r, 2, slots, barrier), **opts)
+        comm = _ThreadComm(r, 2, slots, barrier)
+        pr = Propagator(be, "geometric_ehrenfest_qc", 10.0, 10, comm=comm, **opts)
         s = pr.initialize(ids, x[ids], p[ids], np.zeros(len(ids), int))
         for _ in range(steps):
             s = pr.step(s)
