@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from scipy import sparse
 
 
 def bandwidth(positions: np.ndarray, factor: float = 1.0, fixed=None) -> np.ndarray:
@@ -229,14 +230,15 @@ def fit_kinds(n_neighbours: np.ndarray, dim: int, quadratic: bool) -> np.ndarray
     return np.where(n_neighbours >= n_full, 2, 1)
 
 
-def _segment_sum(x: np.ndarray, centre: np.ndarray, n_centres: int) -> np.ndarray:
-    """Sum of the rows of x (K, ...) per centre index (K,) sorted ascending -> (n_centres, ...),
-    each centre's rows added in their order (independent of the other centres)."""
-    out = np.zeros((n_centres,) + x.shape[1:], x.dtype)
+def _segment_sum_columns(xt: np.ndarray, centre: np.ndarray, n_centres: int) -> np.ndarray:
+    """Sums of the pair columns xt (C, K) per centre index (K,) sorted ascending ->
+    (n_centres, C), each centre's pairs summed in one contiguous ``reduceat`` segment
+    (independent of the other centres)."""
+    out = np.zeros((n_centres, xt.shape[0]), xt.dtype)
     if len(centre) == 0:
         return out
     starts = np.flatnonzero(np.r_[True, centre[1:] != centre[:-1]])
-    out[centre[starts]] = np.add.reduceat(x, starts, axis=0)
+    out[centre[starts]] = np.add.reduceat(xt, starts, axis=1).T
     return out
 
 
@@ -264,7 +266,9 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     cannot be solved gets NaN (the caller's fallback turns it into zero fields).
     """
     k, p = dx.shape
-    z = dx / h
+    # pair arrays laid out (columns, pairs): every product and segment sum runs over contiguous
+    # memory (a (K, C) layout made the sums over each centre's pairs strided, ~9x slower)
+    zt = np.divide(dx.T, h[:, None], out=np.empty((p, k)))  # (P, K) C-contiguous
     y = dy.reshape(k, int(np.prod(dy.shape[1:], dtype=int)))
     dtype = np.result_type(y.dtype, float)
     first = np.zeros((n_centres, p, y.shape[1]), dtype)
@@ -275,33 +279,32 @@ def local_fit_pairs(centre: np.ndarray, n_centres: int, dx: np.ndarray, dy: np.n
     for kind in np.unique(kinds[count > 0]):
         sel = np.flatnonzero((kinds == kind) & (count > 0))
         rows = np.flatnonzero(kinds[centre] == kind) if len(sel) < np.count_nonzero(count) else slice(None)
-        zs = z[rows]
+        zs = zt[:, rows]
         cols = [zs]
         if kind >= 1:
             cols.append(0.5 * zs**2)
         if kind == 2:
-            cols.append(zs[:, iu[0]] * zs[:, iu[1]])
-        a = np.concatenate(cols, axis=1)  # (Ks, Q)
-        aw = a * w[rows, None]
-        cs, q = centre[rows], a.shape[1]
+            cols.append(zs[iu[0]] * zs[iu[1]])
+        a = np.concatenate(cols, axis=0) if len(cols) > 1 else zs  # (Q, Ks)
+        aw = a * w[rows]
+        cs, q = centre[rows], a.shape[0]
         iu_q = _triu(q, 0)
-        yr = y[rows]
-        cplx = np.iscomplexobj(yr)
-        m = yr.shape[1]
-        if cplx:  # real and imaginary columns: the normal matrix stays real
-            yr = np.concatenate([yr.real, yr.imag], axis=1)
-        # one segmented sum over the pairs for the normal matrix (upper triangle) and the
-        # right-hand side: (Ks, Q (Q + 1) / 2 + Q M)
-        prod = np.concatenate([aw[:, iu_q[0]] * a[:, iu_q[1]],
-                               (aw[:, :, None] * yr[:, None, :]).reshape(len(cs), -1)], axis=1)
-        sums = _segment_sum(prod, cs, n_centres)[sel]
-        nu = len(iu_q[0])
+        # normal matrix (upper triangle): segmented sums of the pair products; right-hand side
+        # sum_k aw_ik y_k per centre as a sparse (centre x pair) product, no (K, Q M) array
+        sums = _segment_sum_columns(aw[iu_q[0]] * a[iu_q[1]], cs, n_centres)[sel]
         normal = np.empty((len(sel), q, q))
-        normal[:, iu_q[0], iu_q[1]] = sums[:, :nu]
-        normal[:, iu_q[1], iu_q[0]] = sums[:, :nu]
-        rhs = sums[:, nu:].reshape(len(sel), q, yr.shape[1])
-        if cplx:
-            rhs = rhs[:, :, :m] + 1j * rhs[:, :, m:]
+        normal[:, iu_q[0], iu_q[1]] = sums
+        normal[:, iu_q[1], iu_q[0]] = sums
+        indptr = np.zeros(n_centres + 1, int)
+        per_centre = count if isinstance(rows, slice) else np.bincount(cs, minlength=n_centres)
+        np.cumsum(per_centre, out=indptr[1:])
+        yr = y[rows]
+        mat = sparse.csr_matrix((aw[0], np.arange(len(cs)), indptr), shape=(n_centres, len(cs)))
+        rhs = np.empty((n_centres, q, yr.shape[1]), np.result_type(yr.dtype, float))
+        for i in range(q):  # the same sparsity for every column of aw
+            mat.data = aw[i]
+            rhs[:, i] = mat @ yr
+        rhs = rhs[sel]  # (L, Q, M)
         scale = np.maximum(np.trace(normal, axis1=1, axis2=2) / q, 1e-300)
         normal = normal + ridge * scale[:, None, None] * np.eye(q)
         try:
@@ -364,7 +367,7 @@ def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbr
     fit = lambda dy: local_fit_pairs(centre, n_centres, dx, dy, w, h, quadratic, ridge)  # noqa: E731
     if kappa is None:
         return fit(rho_nbrs - rho_c[centre])
-    phase = np.exp(-1j * np.einsum("knmj,kj->knm", kappa[centre], dx))
+    phase = _coherence_phases(np.einsum("knmj,kj->knm", kappa[centre], dx))
     kap = np.moveaxis(kappa, 3, 1)  # (L, P, N, N)
     if slow_nbrs is None:
         d1, d2 = fit(rho_nbrs * phase - rho_c[centre])
@@ -377,6 +380,19 @@ def rho_derivatives_pairs(centre, n_centres, dx, w, h, rho_nbrs, rho_c, slow_nbr
         (p1, d1), (p2, d2) = (np.moveaxis(x, 2, 0) for x in both)
         rc = free_c[:, None]
     return p1 + d1 + 1j * kap * rc, p2 + d2 + 2j * kap * d1 - kap**2 * rc
+
+
+def _coherence_phases(x: np.ndarray) -> np.ndarray:
+    """exp(-i x) for (K, N, N) real x antisymmetric in (n, m) (kappa_nm . dx): the upper
+    triangle exponentiated, the lower its conjugate, ones on the diagonal (N(N-1)/2 complex
+    exponentials per pair instead of N^2; the same numbers, x_mn = -x_nm exactly)."""
+    n = x.shape[-1]
+    iu = _triu(n, 1)
+    out = np.ones(x.shape, complex)
+    up = np.exp(-1j * x[:, iu[0], iu[1]])
+    out[:, iu[0], iu[1]] = up
+    out[:, iu[1], iu[0]] = up.conj()
+    return out
 
 
 def metrics(rho: np.ndarray, drho: np.ndarray) -> np.ndarray:

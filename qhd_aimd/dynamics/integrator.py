@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import sparse
 
 from qhd_aimd.dynamics import decoherence as dc
 from qhd_aimd.dynamics import fields as fl
@@ -530,17 +529,20 @@ class Propagator:
         rho, f = s.rho[local], f_loc[local]
         drho, d2rho = dc.coherence_derivatives(rho, f)
         # pairs with a centre on this rank, sorted by the centre's local index
-        loc_of = np.full(n_act, -1, int)
-        loc_of[idx] = np.arange(len(idx))
-        sel = loc_of[pa] >= 0
-        la, lb, lw = loc_of[pa[sel]], pb[sel], pw[sel]
-        if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
-            order = np.argsort(la, kind="stable")
-            la, lb, lw = la[order], lb[order], lw[order]
-        ldx = c[lb] - c[idx[la]]
+        if len(idx) == n_act and np.array_equal(idx, np.arange(n_act)):  # every centre, in order
+            la, lb, lw = pa, pb, pw
+        else:
+            loc_of = np.full(n_act, -1, int)
+            loc_of[idx] = np.arange(len(idx))
+            sel = loc_of[pa] >= 0
+            la, lb, lw = loc_of[pa[sel]], pb[sel], pw[sel]
+            if len(la) > 1 and np.any(la[1:] < la[:-1]):  # centres in the rank's own order
+                order = np.argsort(la, kind="stable")
+                la, lb, lw = la[order], lb[order], lw[order]
+        ldx = c[lb] - c[la] if la is pa else c[lb] - c[idx[la]]
         ok_loc = kernel_ok[idx]
         if self._method.quantum_coupling:
-            g1, g2 = nb.kernel_log_density(c, h, pa, pb, pw)
+            g1, g2 = nb.kernel_log_density(c, h, pa, pb, pw, ldx if la is pa else None)
             if gauss is not None:
                 g1 = np.where(kernel_ok[:, None], g1, gauss[0])
                 g2 = np.where(kernel_ok[:, None], g2, gauss[1][None, :])
@@ -556,7 +558,7 @@ class Propagator:
                 slope = np.broadcast_to(0.5 / h**2, c.shape)
                 qp_c = dc.pair_quantum_momentum(c, q, slope, pops, f_c, np.inf)[idx]
             elif self.quantum_momentum == "projected":  # truncated kernel incl. self weight 1
-                wk = sparse.csr_matrix((pw, (pa, pb)), shape=(n_act, n_act)) + sparse.identity(n_act)
+                wk = nb.kernel_matrix_with_self(pa, pb, pw, n_act)
                 qp_c = dc.projected_quantum_momentum(c, wk, h, pops, q, f_c)[idx]
                 qp_c = np.where(ok_loc[:, None, None, None], qp_c, q[idx][:, None, None, :])
             else:
@@ -620,7 +622,7 @@ class Propagator:
             except TRAJECTORY_ERRORS:
                 u = np.full((len(ia),) + g[act_ids[0]][1].shape, np.nan, complex)
             fin = np.isfinite(u).all(axis=(1, 2))
-            pa, pb, us = list(ia[fin]), list(ib[fin]), [u[fin]]
+            pa, pb, us = [ia[fin]], [ib[fin]], [u[fin]]  # index arrays, joined below
             failed = list(zip(ia[~fin].tolist(), ib[~fin].tolist()))
             mine = []
         for a in mine:
@@ -632,12 +634,13 @@ class Propagator:
             except TRAJECTORY_ERRORS:
                 u = np.full((len(nbrs),) + g[act_ids[a]][1].shape, np.nan, complex)
             fin = np.isfinite(u).all(axis=(1, 2))
-            pa += [a] * int(fin.sum())
-            pb += [b for b, f in zip(nbrs, fin) if f]
+            pa.append(np.full(int(fin.sum()), a, int))
+            pb.append(np.array(nbrs, int)[fin])
             us.append(u[fin])
             failed += [(a, b) for b, f in zip(nbrs, fin) if not f]
         n = g[act_ids[0]][1].shape[-1]
-        part = (np.array(pa, int), np.array(pb, int),
+        part = (np.concatenate(pa).astype(int) if pa else np.zeros(0, int),
+                np.concatenate(pb).astype(int) if pb else np.zeros(0, int),
                 np.concatenate(us) if us else np.zeros((0, n, n), complex), failed)
         parts = self.comm.allgather(part) if getattr(self.comm, "size", 1) > 1 else [part]
         pa = np.concatenate([q[0] for q in parts])

@@ -23,6 +23,7 @@ Shapes: T trajectories, P coordinates (the fields' coordinates c of ``coordinate
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 from scipy.spatial import cKDTree
 
 
@@ -55,46 +56,78 @@ def kernel_pairs(coords: np.ndarray, h: np.ndarray, cutoff: float):
         a, b = a[order], b[order]
         d = z[a] - z[b]
         r2 = np.einsum("kj,kj->k", d, d)
-    else:
+    else:  # row blocks of the squared distances; pairs in row-major order (a, then b)
         rows = max(1, _BLOCK_ENTRIES // t)
         parts_a, parts_b, parts_r = [], [], []
         for lo in range(0, t, rows):
             nr = min(rows, t - lo)
-            r2b = np.zeros((nr, t))
+            r2b = None
             for j in range(p):
                 d = z[lo:lo + nr, j, None] - z[None, :, j]
-                r2b += d * d
+                d *= d
+                if r2b is None:
+                    r2b = d
+                else:
+                    r2b += d
             r2b[np.arange(nr), lo + np.arange(nr)] = np.inf  # no self pairs
-            mask = r2b <= c2
-            ia, ib = np.nonzero(mask)
+            flat = np.flatnonzero(r2b <= c2)
+            ia, ib = np.divmod(flat, t)
             parts_a.append(ia + lo)
             parts_b.append(ib)
-            parts_r.append(r2b[mask])  # row-major, the order of np.nonzero
+            parts_r.append(r2b.ravel()[flat])
+        if len(parts_a) == 1:  # one block: already the pairs within the cutoff
+            return parts_a[0], parts_b[0], np.exp(-0.5 * parts_r[0])
         a, b, r2 = (np.concatenate(x) for x in (parts_a, parts_b, parts_r))
+        return a, b, np.exp(-0.5 * r2)
     keep = r2 <= c2  # the dense estimator's rule (the tree's own test rounds differently)
     return a[keep], b[keep], np.exp(-0.5 * r2[keep])
 
 
 def kernel_log_density(coords: np.ndarray, h: np.ndarray, a: np.ndarray, b: np.ndarray,
-                       w: np.ndarray):
+                       w: np.ndarray, diff=None):
     """d ln n and its diagonal second derivative at every trajectory from the truncated kernel
     density (self weight 1 plus the pairs ``kernel_pairs``), each (T, P):
 
     d ln n_a = sum_b W_ab (c_b - c_a) / h^2 / sum_b W_ab,
     d^2 ln n_a = sum_b W_ab ((c_b - c_a)^2 / h^4 - 1 / h^2) / sum_b W_ab - (d ln n_a)^2.
+
+    ``diff`` (K, P): c_b - c_a of the pairs if the caller has them.
     """
     t, p = coords.shape
-    diff = coords[b] - coords[a]
-    wd = w[:, None] * diff
+    if diff is None:
+        ct = coords.T
+        diff = ct[:, b] - ct[:, a]  # (P, K): columns contiguous over the pairs
+    else:
+        diff = diff.T
+    wd = w * diff
     sums = np.zeros((t, 1 + 2 * p))
     if len(a):
         starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
-        sums[a[starts]] = np.add.reduceat(np.concatenate([w[:, None], wd, wd * diff], axis=1), starts, axis=0)
+        cols = np.concatenate([w[None], wd, wd * diff])  # (1 + 2P, K)
+        sums[a[starts]] = np.add.reduceat(cols, starts, axis=1).T
     norm = 1.0 + sums[:, 0]
     s1, s2 = sums[:, 1:1 + p], sums[:, 1 + p:]
     g = s1 / (h**2 * norm[:, None])
     g2 = s2 / (h**4 * norm[:, None]) - 1.0 / h**2 - g**2
     return g, g2
+
+
+def kernel_matrix_with_self(a: np.ndarray, b: np.ndarray, w: np.ndarray, t: int):
+    """The truncated kernel with self weight 1 as a (T, T) CSR matrix, from the pairs of
+    ``kernel_pairs`` (sorted by a then b): the matrix of
+    ``csr_matrix((w, (a, b))) + identity``, built directly (no COO sort, no sparse sum)."""
+    per_row = np.bincount(a, minlength=t)
+    indptr = np.zeros(t + 1, int)
+    np.cumsum(per_row + 1, out=indptr[1:])
+    # the self entry of row r goes after that row's pairs with b < r
+    before = np.bincount(a, weights=(b < a), minlength=t).astype(int)
+    shift = np.arange(len(a)) + a + (b > a)  # each pair moves right by the self entries before it
+    data = np.empty(len(a) + t)
+    cols = np.empty(len(a) + t, dtype=np.int32 if t < 2**31 - 1 else np.int64)
+    data[shift], cols[shift] = w, b
+    diag = indptr[:-1] + before
+    data[diag], cols[diag] = 1.0, np.arange(t)
+    return sparse.csr_matrix((data, cols, indptr), shape=(t, t))
 
 
 def shrunk_covariance(coords: np.ndarray) -> np.ndarray:

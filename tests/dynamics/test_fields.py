@@ -249,3 +249,42 @@ def test_quantum_force_of_gaussian_swarm():
     expected2 = x[:, 0] / (4 * mass * (s**2 + h2[0] ** 2) ** 2)
     assert np.corrcoef(fq2[inner], expected2[inner])[0, 1] > 0.95
     assert 0.9 < np.polyfit(expected2[inner], fq2[inner], 1)[0] < 1.1
+
+
+@pytest.mark.parametrize("p, quadratic, cplx", [(1, True, True), (2, False, False), (2, True, True),
+                                                (3, True, False)])
+def test_batched_local_fit_equals_per_centre_fit(p, quadratic, cplx):
+    """local_fit_pairs (all centres at once, segmented sums + sparse right-hand sides) gives
+    every centre the numbers of local_fit on its own pairs: centres with 0, few (diagonal
+    quadratic) and many (full quadratic) neighbours in one batch, real and complex values.
+    (Centres with fewer neighbours than coefficients are ridge-regularised and ill-conditioned,
+    ~1e-6 between any two summation orders; not compared.)"""
+    rng = np.random.default_rng(10 + p)
+    n_full = 2 * (2 * p + p * (p - 1) // 2)
+    n_nb = [0, n_full - 1, 2 * p + 1, 40, n_full, 25]
+    centre = np.repeat(np.arange(len(n_nb)), n_nb)
+    k = len(centre)
+    dx = rng.normal(size=(k, p))
+    w = rng.uniform(0.1, 1.0, k)
+    h = rng.uniform(0.5, 2.0, p)
+    dy = rng.normal(size=(k, 2, 2)) + (1j * rng.normal(size=(k, 2, 2)) if cplx else 0.0)
+    first, second = fl.local_fit_pairs(centre, len(n_nb), dx, dy, w, h, quadratic)
+    for c, n in enumerate(n_nb):
+        if n == 0:
+            assert not first[c].any() and not second[c].any()
+            continue
+        rows = centre == c
+        f1, f2 = fl.local_fit(dx[rows], dy[rows], w[rows], h, quadratic)
+        scale = max(np.abs(f1).max(), np.abs(f2).max())
+        assert np.abs(first[c] - f1).max() < 1e-12 * scale
+        assert np.abs(second[c] - f2).max() < 1e-12 * scale
+
+
+def test_coherence_phases_equal_the_full_exponential():
+    """The demodulation phases from the upper triangle (conjugated below) are exp(-i kappa.dx)
+    bit for bit (kappa_mn = -kappa_nm exactly)."""
+    rng = np.random.default_rng(2)
+    for n in (2, 3):
+        kappa = fl.coherence_wavevectors(rng.normal(size=(40, n)), rng.normal(size=(40, 2)))
+        x = np.einsum("knmj,kj->knm", kappa, rng.normal(size=(40, 2)))
+        np.testing.assert_array_equal(fl._coherence_phases(x), np.exp(-1j * x))

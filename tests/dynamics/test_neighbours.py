@@ -16,13 +16,16 @@ from qhd_aimd.dynamics import fields as fl
 from qhd_aimd.dynamics import neighbours as nb
 
 
-@pytest.mark.parametrize("t,p,tree", [(150, 1, False), (300, 2, False), (300, 2, True), (48, 12, False),
-                                      (400, 12, True)])
-def test_sparse_kernel_equals_dense_kernel(t, p, tree, monkeypatch):
+@pytest.mark.parametrize("t,p,tree,blocks", [(150, 1, False, True), (150, 1, False, False),
+                                             (300, 2, False, True), (300, 2, False, False),
+                                             (300, 2, True, False), (48, 12, False, True),
+                                             (400, 12, True, False)])
+def test_sparse_kernel_equals_dense_kernel(t, p, tree, blocks, monkeypatch):
     if tree:
         monkeypatch.setattr(nb, "TREE_MIN_TRAJECTORIES", 2)
         monkeypatch.setattr(nb, "TREE_MAX_DIM", 12)
-    monkeypatch.setattr(nb, "_BLOCK_ENTRIES", 4096)  # several row blocks
+    if blocks:
+        monkeypatch.setattr(nb, "_BLOCK_ENTRIES", 4096)  # several row blocks (else one)
     rng = np.random.default_rng(t + p)
     c = rng.normal(size=(t, p)) * rng.uniform(0.5, 2.0, p)
     h = fl.bandwidth(c, 1.5 if p > 2 else 1.0)
@@ -39,6 +42,12 @@ def test_sparse_kernel_equals_dense_kernel(t, p, tree, monkeypatch):
     q, alpha = dc.kernel_quantum_momentum(c, dense, h)
     np.testing.assert_allclose(-0.5 * g1, q, rtol=1e-12, atol=1e-12 * np.abs(q).max())
     np.testing.assert_allclose(-0.5 * g2, alpha, rtol=1e-12, atol=1e-12 * np.abs(alpha).max())
+    # with the caller's pair differences: the same numbers
+    for got, want in zip(nb.kernel_log_density(c, h, a, b, w, c[b] - c[a]), (g1, g2)):
+        np.testing.assert_array_equal(got, want)
+    wk = nb.kernel_matrix_with_self(a, b, w, t)  # CSR with self weight 1: the dense kernel
+    assert wk.has_sorted_indices and wk.nnz == len(a) + t
+    np.testing.assert_array_equal(wk.toarray(), sparse)
 
 
 def test_gaussian_tier_recovers_the_swarm_gaussian():
