@@ -8,7 +8,7 @@ Runs ``benchmarks/mpi_worker.py`` under ``mpiexec -n {1,2}`` (OMP_NUM_THREADS=1 
    to emulate the regime of on-the-fly electronic structure. Target: parallel efficiency
    T1 / (2 T2) >= 90 %;
 3. exchange: bytes and time of ``comm.allgather`` of the per-step payload of
-   ``Propagator.gather`` vs number of trajectories (model data and SA-CASSCF handles sized like
+   ``swarm_fields.gather`` vs number of trajectories (model data and SA-CASSCF handles sized like
    C2H4/6-31G*), with pickle dumps/loads times; a cost model fitted to it projects the
    efficiency at 64 and 512 ranks (assumed network, stated below and in docs/performance.md).
 
@@ -128,7 +128,7 @@ def main():
         xrows += r
         cmds.append(c)
     rep.table(["payload", "T", "bytes/traj", "allgather s 1 rank", "allgather s 2 ranks",
-               "dumps all s", "loads all s"], xrows, caption="per-step allgather of Propagator.gather payload")
+               "dumps all s", "loads all s"], xrows, caption="per-step allgather of swarm_fields.gather payload")
     proj = []
     # electronic structure per trajectory-step (compute + force), bench_step_breakdown
     t_es = {"LiH SA2/6-31G (0.3 s)": 0.3, "C2H4 SA2/6-31G* (0.83 s)": 0.83}

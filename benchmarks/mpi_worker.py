@@ -9,7 +9,7 @@ frame gather + checkpoints + HDF5 on rank 0) with ``make_backend`` swapped for
 ``SlowModelBackend`` when --compute-ms > 0; the wall time per step is taken between consecutive
 per-step records on rank 0.
 ``exchange``: time of ``comm.allgather`` of the per-step swarm payload that
-``Propagator.gather`` sends ({id: (position, rho, ElectronicData, active)}) for T trajectories
+``swarm_fields.gather`` sends ({id: (position, rho, ElectronicData, active)}) for T trajectories
 in total, and its pickled size.
 """
 
@@ -71,7 +71,7 @@ def cmd_run(a, comm):
 
 
 def payload(kind, ids):
-    """{id: (position, rho, ElectronicData, active)} as Propagator.gather builds it."""
+    """{id: (position, rho, ElectronicData, active)} as swarm_fields.gather builds it."""
     from qhd_aimd.electronic.base import ElectronicData
 
     rng = np.random.default_rng(0)

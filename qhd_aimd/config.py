@@ -203,13 +203,12 @@ class FieldsSpec(_Strict):
         "energy_consistent", description="d rho of the coherences: from each trajectory's "
         "accumulated adiabatic momenta (CT-MQC), the same with their component along the flow "
         "from energy conservation, or by regression of the neighbours' rho (docs/physics.md)")
-    quantum_momentum: Literal["projected", "pair_centred", "kernel", "ctmqc", "branch"] = Field(
+    quantum_momentum: Literal["projected", "pair_centred", "kernel", "ctmqc"] = Field(
         "projected", description="with coherence_gradient != regression, the quantum momentum of "
         "each pair of states: projected on the pair from the state-resolved kernel densities "
         "(docs/physics.md), -1/2 d ln n with one swarm-wide centre per pair (no net population "
         "transfer), the plain kernel estimate -1/2 d ln n, or CT-MQC's (kernel Gaussians' slope "
-        "1/(2 h^2) about one swarm-wide centre per pair), or projected from branch-resolved densities "
-        "(experimental, models)")
+        "1/(2 h^2) about one swarm-wide centre per pair)")
     closed_kinetic_fraction: float = Field(
         0.1, ge=0, description="the quantum-coupling term stops filling state n once the "
         "trajectory's kinetic energy is below this fraction of E_n - Tr(rho H) (docs/physics.md)")

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from qhd_aimd.dynamics import fields as fl
-from qhd_aimd.dynamics import integrator as itg
+from qhd_aimd.dynamics import swarm_fields as sfl
 from qhd_aimd.dynamics.integrator import Propagator
 from qhd_aimd.dynamics.methods import METHODS
 from qhd_aimd.electronic.models import ModelBackend, get_model
@@ -85,7 +85,7 @@ class ExactFields:
 
 
 def run(backend, method, pos, mom, n_steps, oracle=None, quantum_force=False):
-    saved = fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient, itg.extra_forces
+    saved = fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient, sfl.extra_forces
     now = {"step": 0}
     if oracle is not None:
         def dlnn(positions, w, h):
@@ -107,7 +107,7 @@ def run(backend, method, pos, mom, n_steps, oracle=None, quantum_force=False):
             f_geo, f_qc = saved[3](*args)
             return f_geo, f_qc + oracle.at(now["step"], now["x"], 4)[:, None]
 
-        itg.extra_forces = extra_forces
+        sfl.extra_forces = extra_forces
     try:
         prop = Propagator(backend, method, DT, 10)
         update = prop._update_fields
@@ -124,7 +124,7 @@ def run(backend, method, pos, mom, n_steps, oracle=None, quantum_force=False):
             p1.append(np.real(s.rho[:, 1, 1]).mean())
             d12.append(np.mean(np.abs(s.rho[:, 0, 1]) ** 2))
     finally:
-        fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient, itg.extra_forces = saved
+        fl.grad_log_density, fl.rho_derivatives, fl.metric_gradient, sfl.extra_forces = saved
     return s, np.array(p1), np.array(d12)
 
 

@@ -209,58 +209,6 @@ def projected_quantum_momentum(positions: np.ndarray, w: np.ndarray, h: np.ndarr
     return out
 
 
-def advance_displacement(disp: np.ndarray, f: np.ndarray, pops: np.ndarray, masses: np.ndarray,
-                         dt: float, pop_min: float = POP_MIN) -> np.ndarray:
-    """Branch displacements over one step, delta_n += dt (f_n - sum_m p_m f_m) / M, (T, N, D) bohr.
-
-    disp, f (T, N, D) (f: the adiabatic momenta used for d rho); pops (T, N); masses (D,). The
-    position of the nuclear branch on state n relative to the trajectory (the branch moves with
-    momentum p + f_n - f_bar, the trajectory with p; cf. the moments delta R of A-FSSH, Subotnik
-    et al.). Reset to 0 where the population is outside [pop_min, 1 - pop_min] (no branch).
-    Positions and energies only: gauge invariant.
-    """
-    fbar = np.einsum("tn,tnd->td", pops, f)
-    out = disp + dt * (f - fbar[:, None, :]) / masses
-    keep = (pops > pop_min) & (pops < 1.0 - pop_min)
-    return np.where(keep[..., None], out, 0.0)
-
-
-def branch_quantum_momentum(positions: np.ndarray, disp: np.ndarray, h: np.ndarray, pops: np.ndarray,
-                            q: np.ndarray, f=None) -> np.ndarray:
-    """Projected quantum momentum (``projected_quantum_momentum``) from branch-resolved densities,
-    (T, N, N, D): n_k(x) = sum_b p_k,b G_h(x - x_b - delta_k,b), each trajectory's population on
-    state k placed at its branch's own position (``advance_displacement``) instead of at the
-    trajectory. Dense (T, T) Gaussian kernel of bandwidths h (D,); q (T, D) fallback; with f the
-    same finite-swarm no-net-transfer shift. Experimental option (models; not checkpointed).
-    """
-    t, n = pops.shape
-    d = positions.shape[1]
-    centres = positions[:, None, :] + disp  # (T, N, D) branch positions
-    diff = centres[None, :, :, :] - positions[:, None, None, :]  # [a, b, k, j]
-    w = np.exp(-0.5 * np.einsum("abkj,abkj->abk", diff / h, diff / h)) * pops[None, :, :]
-    nk = w.sum(axis=1)  # (T, N)
-    dnk = np.einsum("abk,abkj->akj", w, diff) / h**2
-    tot = nk.sum(axis=1)
-    ok_k = nk > 1e-12 * np.maximum(tot, 1e-300)[:, None]
-    qk = np.where(ok_k[..., None], -0.5 * dnk / np.where(ok_k, nk, 1.0)[..., None], 0.0)
-    pt = nk / np.where(tot > 0, tot, 1.0)[:, None]
-    num = pt[:, None, :, None] * qk[:, :, None, :] + pt[:, :, None, None] * qk[:, None, :, :]
-    den = pt[:, :, None] + pt[:, None, :]
-    good = ok_k[:, :, None] & ok_k[:, None, :] & (den > 0)
-    out = np.where(good[..., None], num / np.where(good, den, 1.0)[..., None],
-                   np.broadcast_to(q[:, None, None, :], (t, n, n, d)))
-    if f is not None:
-        for a in range(n):
-            for b in range(a + 1, n):
-                wgt = (pops[:, a] * pops[:, b])[:, None] * (f[:, a] - f[:, b])
-                den_w = wgt.sum(axis=0)
-                ok = np.abs(den_w) > 1e-3 * np.maximum(np.abs(wgt).sum(axis=0), 1e-300)
-                shift = np.where(ok, (wgt * out[:, a, b]).sum(axis=0) / np.where(ok, den_w, 1.0), 0.0)
-                out[:, a, b] = out[:, a, b] - shift
-                out[:, b, a] = out[:, a, b]
-    return out
-
-
 def coupling_rates(inv_mass: np.ndarray, q_pair: np.ndarray, f: np.ndarray, closed=None,
                    limit=None) -> np.ndarray:
     """K_nm = sum_j xi_j Q_nm,j (f_n - f_m)_j, (T, N, N), hartree (antisymmetric).

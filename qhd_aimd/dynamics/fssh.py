@@ -22,12 +22,11 @@ hop (the hop happens at t + dt, after the second half kick).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from qhd_aimd.dynamics import hopping as hp
 from qhd_aimd.dynamics.density import unitarize
+from qhd_aimd.dynamics.swarm_state import TRAJECTORY_ERRORS, reason
 
 
 def start(swarm, states) -> None:
@@ -107,15 +106,13 @@ def electronic_step(prop, s, elec, act, ovl, rho):
 def after_kick(prop, s, probs) -> dict:
     """Hops at t + dt (after the second half kick) and the decoherence correction of the active
     trajectories; returns {index: reason} for those whose new-state force failed."""
-    from qhd_aimd.dynamics.integrator import TRAJECTORY_ERRORS, _reason
-
     bad = {}
     act = np.flatnonzero(s.active)
     for i in act:
         try:
             _attempt_hop(prop, s, i, probs[i])
         except TRAJECTORY_ERRORS as exc:
-            bad[int(i)] = f"hop: {_reason(exc)}"
+            bad[int(i)] = f"hop: {reason(exc)}"
     act = np.array([i for i in act if i not in bad], int)
     opts = prop.hopping
     if opts.decoherence == "edc" and len(act):

@@ -15,7 +15,8 @@ import numpy as np
 from qhd_aimd import __version__
 from qhd_aimd.config import StudyConfig, config_to_yaml
 from qhd_aimd.dynamics.hopping import HoppingOptions
-from qhd_aimd.dynamics.integrator import Propagator, Swarm
+from qhd_aimd.dynamics.integrator import Propagator
+from qhd_aimd.dynamics.swarm_state import Swarm
 from qhd_aimd.electronic import make_backend
 from qhd_aimd.errors import ConfigError, QhdError
 from qhd_aimd.io.trajectories import (FORMAT, RunStore, frame_from_parts, local_frame,

@@ -341,38 +341,3 @@ def test_power_limited_rates_bound_the_electronic_energy_gain():
     rate = np.real(np.diagonal(-1j * (x @ rho - rho @ x), axis1=1, axis2=2))
     assert np.all(np.einsum("tn,tn->t", energies, rate) * dt <= 0.5 * e_kin + 1e-12)
 
-
-def test_branch_quantum_momentum_reduces_to_projected_and_sees_displaced_branches():
-    """``quantum_momentum: branch``: with zero branch displacements it is the projected Q on the
-    dense kernel; with every trajectory's upper-state branch displaced by -1 bohr (no spatial
-    population gradient among the trajectories themselves) the pair Q at the swarm centre
-    moves by about the two-branch value, which the projected Q cannot see."""
-    rng = np.random.default_rng(9)
-    t, n, d = 400, 2, 1
-    pos = rng.normal(size=(t, d)) * 2.0
-    pops = np.tile([0.7, 0.3], (t, 1))
-    h = fl.bandwidth(pos)
-    w = np.exp(-0.5 * (((pos[:, None, :] - pos[None, :, :]) / h) ** 2).sum(-1))
-    q = -0.5 * fl.grad_log_density(pos, w, h)
-    zero = dc.branch_quantum_momentum(pos, np.zeros((t, n, d)), h, pops, q)
-    assert np.abs(zero - dc.projected_quantum_momentum(pos, w, h, pops, q)).max() < 1e-12
-    disp = np.zeros((t, n, d))
-    disp[:, 1, 0] = -1.0
-    qb = dc.branch_quantum_momentum(pos, disp, h, pops, q)
-    # analytic two-branch Q_01 at x = 0 for Gaussians (std sqrt(4 + h^2)) centred at 0 and -1
-    s2 = 4.0 + h[0] ** 2
-    n0, n1 = 0.7 * np.exp(0.0), 0.3 * np.exp(-0.5 / s2)
-    q0, q1 = 0.0, 0.5 * (0.0 + 1.0) / s2
-    exact = (n1 * q0 + n0 * q1) / (n0 + n1)
-    centre = np.abs(pos[:, 0]) < 0.2
-    qproj = dc.projected_quantum_momentum(pos, w, h, pops, q)[centre, 0, 1, 0]
-    # the same sample's noise in both: compare the displacement's effect with the analytic one
-    shift = (qb[centre, 0, 1, 0] - qproj).mean()  # measured 1.6x the analytic (finite sample)
-    assert 0.5 * exact < shift < 2.0 * exact
-    # displacements: delta_n += dt (f_n - f_bar) / M, reset where a population leaves [0.01, 0.99]
-    f = rng.normal(size=(3, 2, 1))
-    p3 = np.array([[0.5, 0.5], [0.999, 0.001], [0.2, 0.8]])
-    out = dc.advance_displacement(np.ones((3, 2, 1)), f, p3, np.array([2000.0]), 4.0)
-    fbar = (p3[:, :, None] * f).sum(1)
-    assert np.allclose(out[[0, 2]], 1.0 + 4.0 * (f - fbar[:, None])[[0, 2]] / 2000.0)
-    assert np.all(out[1] == 0.0)
