@@ -270,8 +270,8 @@ class Propagator:
             freeze(i, why, new)
         if hopping:  # Berry force at the velocity predicted with the gradient force
             fssh.add_berry_force(self, new, new.momenta + 0.5 * dt * new.f_meanfield)
-        else:  # fields at t + dt with the momentum predicted there (not the half-kicked one)
-            self._update_fields(new, new.momenta + 0.5 * dt * new.f_meanfield)
+        else:
+            self._update_fields(new)
         act = np.flatnonzero(new.active)
         with np.errstate(all="ignore"):
             new.momenta[act] += 0.5 * dt * new.force[act]
@@ -340,17 +340,8 @@ class Propagator:
         return f, bad
 
     # ------------------------------------------------------------------ swarm fields
-    def _update_fields(self, s: Swarm, momenta=None) -> None:
+    def _update_fields(self, s: Swarm) -> None:
         """Geometric / quantum-coupling forces and generator at the swarm's current time.
-
-        ``momenta`` (L, D) a.u.: the momenta at that time when ``s.momenta`` are not (inside a
-        step they are the half-kicked p(t) + dt/2 F(t) while positions and energies are at
-        t + dt; the step passes the prediction p(t) + dt/2 (F(t) + F_mf(t + dt))). The
-        accumulated estimators use them (energy-consistent adiabatic momenta, closed states):
-        with the half-kicked momenta a trajectory decelerating to a turning point looked
-        faster than it is, a state above its total energy looked open, and the quantum-coupling
-        term filled it beyond what the momentum rescaling can pay for (methaniminium
-        ``ehrenfest_qc``, docs/physics.md "Polyatomic coupled swarm").
 
         Fields are estimated in the swarm's own coordinates (``coordinates.swarm_frame``:
         Cartesians for a model swarm spread in every direction, else the mass-weighted
@@ -363,7 +354,7 @@ class Propagator:
         if not self._method.coupled:
             return
         if self._accumulated:
-            return self._update_fields_accumulated(s, s.momenta if momenta is None else momenta)
+            return self._update_fields_accumulated(s)
         g = self.gather(s)
         act_ids = [i for i in sorted(g) if g[i][3]]
         local = np.flatnonzero(s.active)
@@ -477,7 +468,7 @@ class Propagator:
         grad[~np.isfinite(grad)] = 0.0
         return dc.accumulate(s.adiabatic_momenta[act], grad, grad, pops, self.dt)
 
-    def _update_fields_accumulated(self, s: Swarm, momenta: np.ndarray) -> None:
+    def _update_fields_accumulated(self, s: Swarm) -> None:
         """Swarm fields with d rho from the adiabatic momenta (``decoherence``): no neighbour
         overlaps; positions, populations and f of the whole swarm are exchanged.
 
@@ -492,7 +483,7 @@ class Propagator:
         f_loc = s.adiabatic_momenta
         if self.coherence_gradient == "energy_consistent":
             f_loc = dc.energy_consistent(f_loc, _energies(s, range(len(s.elec))),
-                                         np.real(np.diagonal(s.rho, axis1=1, axis2=2)), momenta,
+                                         np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                          self.masses)
         local = np.flatnonzero(s.active)
         if self.quantum_momentum == "branch" and s.step > 0:  # branch displacements over the last step
@@ -575,11 +566,11 @@ class Propagator:
                 qp_c = np.broadcast_to(q[idx][:, None, None, :], (len(idx), n_st, n_st, p)).copy()
             qp = np.moveaxis(frame.first_to_cartesian(np.moveaxis(qp_c, 3, 1)), 1, 3)  # (L, N, N, D)
             e_loc = _energies(s, local)
-            closed = dc.closed_states(e_loc, np.real(np.diagonal(rho, axis1=1, axis2=2)), momenta[local],
+            closed = dc.closed_states(e_loc, np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
                                       self.masses, float(self.closed_kinetic_fraction))
             limit = None
             if self.power_limit:
-                e_kin = 0.5 * np.einsum("tj,tj,j->t", momenta[local], momenta[local], inv_mass)
+                e_kin = 0.5 * np.einsum("tj,tj,j->t", s.momenta[local], s.momenta[local], inv_mass)
                 limit = (rho, e_loc, e_kin, self.dt)
             s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed, limit)
             s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed, limit)
