@@ -20,8 +20,7 @@ Subcommands (RUN = a workflow run directory, e.g. results/methaniminium_coupled/
     ehrenfest_qc: the quantum-coupling rates |K_nm| dt (from the generator X_nm = i K_nm rho_nm the
     integrator builds, ``decoherence.qc_generator``) and the stored |F_qc| at every swarm state
     saved in the run's segments, re-evaluated with the half-kicked momenta p - dt/2 F the step used
-    (the energy rescaling after the step is ignored): what the step used before commit 933edf2;
-    since then the fields see the predicted momenta p - dt/2 (F_geometric + F_qc) (``integrator``).
+    (the energy rescaling after the step is ignored).
 """
 
 from __future__ import annotations

@@ -112,9 +112,9 @@ def run(backend, method, pos, mom, n_steps, oracle=None, quantum_force=False):
         prop = Propagator(backend, method, DT, 10)
         update = prop._update_fields
 
-        def tracked(s, *args):
+        def tracked(s):
             now["step"], now["x"] = s.step, s.positions[:, 0]
-            update(s, *args)
+            update(s)
 
         prop._update_fields = tracked
         s = prop.initialize(np.arange(len(pos)), pos, mom, np.zeros(len(pos), int))

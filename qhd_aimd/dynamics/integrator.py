@@ -201,8 +201,8 @@ class Propagator:
             freeze(i, why, new)
         if hopping:  # Berry force at the velocity predicted with the gradient force
             fssh.add_berry_force(self, new, new.momenta + 0.5 * dt * new.f_meanfield)
-        else:  # fields at t + dt with the momentum predicted there (not the half-kicked one)
-            self._update_fields(new, new.momenta + 0.5 * dt * new.f_meanfield)
+        else:
+            self._update_fields(new)
         act = np.flatnonzero(new.active)
         with np.errstate(all="ignore"):
             new.momenta[act] += 0.5 * dt * new.force[act]
@@ -271,11 +271,10 @@ class Propagator:
         return f, bad
 
     # ------------------------------------------------------------------ swarm fields
-    def _update_fields(self, s: Swarm, momenta=None) -> None:
+    def _update_fields(self, s: Swarm) -> None:
         """Geometric / quantum-coupling forces and generator at the swarm's current time
-        (``swarm_fields.update``; ``momenta``: the momenta at that time when ``s.momenta`` are
-        not)."""
-        swarm_fields.update(self, s, momenta)
+        (``swarm_fields.update``)."""
+        swarm_fields.update(self, s)
 
     def _state_gradients(self, e) -> np.ndarray:
         """d_j E_n, (N, D), from the backend's dhdx (``ElectronicData.dhdx`` or ``backend.dhdx``)."""

@@ -29,17 +29,8 @@ from qhd_aimd.dynamics.swarm_state import TRAJECTORY_ERRORS, Swarm, adiabatic_en
 from qhd_aimd.electronic.base import overlaps
 
 
-def update(prop, s: Swarm, momenta=None) -> None:
+def update(prop, s: Swarm) -> None:
     """Geometric / quantum-coupling forces and generator at the swarm's current time.
-
-    ``momenta`` (L, D) a.u.: the momenta at that time when ``s.momenta`` are not (inside a
-    step they are the half-kicked p(t) + dt/2 F(t) while positions and energies are at
-    t + dt; the step passes the prediction p(t) + dt/2 (F(t) + F_mf(t + dt))). The
-    accumulated estimators use them (energy-consistent adiabatic momenta, closed states):
-    with the half-kicked momenta a trajectory decelerating to a turning point looked
-    faster than it is, a state above its total energy looked open, and the quantum-coupling
-    term filled it beyond what the momentum rescaling can pay for (methaniminium
-    ``ehrenfest_qc``, docs/physics.md "Polyatomic coupled swarm").
 
     Fields are estimated in the swarm's own coordinates (``coordinates.swarm_frame``:
     Cartesians for a model swarm spread in every direction, else the mass-weighted
@@ -52,7 +43,7 @@ def update(prop, s: Swarm, momenta=None) -> None:
     if not prop._method.coupled:
         return
     if prop._accumulated:
-        return _accumulated_fields(prop, s, s.momenta if momenta is None else momenta)
+        return _accumulated_fields(prop, s)
     g = gather(prop, s)
     act_ids = [i for i in sorted(g) if g[i][3]]
     local = np.flatnonzero(s.active)
@@ -142,7 +133,7 @@ def update(prop, s: Swarm, momenta=None) -> None:
             s.f_qc[local] += fq
 
 
-def _accumulated_fields(prop, s: Swarm, momenta: np.ndarray) -> None:
+def _accumulated_fields(prop, s: Swarm) -> None:
     """Swarm fields with d rho from the adiabatic momenta (``decoherence``): no neighbour
     overlaps; positions, populations and f of the whole swarm are exchanged.
 
@@ -157,7 +148,7 @@ def _accumulated_fields(prop, s: Swarm, momenta: np.ndarray) -> None:
     f_loc = s.adiabatic_momenta
     if prop.coherence_gradient == "energy_consistent":
         f_loc = dc.energy_consistent(f_loc, adiabatic_energies(s, range(len(s.elec))),
-                                     np.real(np.diagonal(s.rho, axis1=1, axis2=2)), momenta,
+                                     np.real(np.diagonal(s.rho, axis1=1, axis2=2)), s.momenta,
                                      prop.masses)
     local = np.flatnonzero(s.active)
     mine = (np.asarray(s.ids)[local], s.positions[local],
@@ -228,11 +219,11 @@ def _accumulated_fields(prop, s: Swarm, momenta: np.ndarray) -> None:
             qp_c = np.broadcast_to(q[idx][:, None, None, :], (len(idx), n_st, n_st, p)).copy()
         qp = np.moveaxis(frame.first_to_cartesian(np.moveaxis(qp_c, 3, 1)), 1, 3)  # (L, N, N, D)
         e_loc = adiabatic_energies(s, local)
-        closed = dc.closed_states(e_loc, np.real(np.diagonal(rho, axis1=1, axis2=2)), momenta[local],
+        closed = dc.closed_states(e_loc, np.real(np.diagonal(rho, axis1=1, axis2=2)), s.momenta[local],
                                   prop.masses, float(prop.closed_kinetic_fraction))
         limit = None
         if prop.power_limit:
-            e_kin = 0.5 * np.einsum("tj,tj,j->t", momenta[local], momenta[local], inv_mass)
+            e_kin = 0.5 * np.einsum("tj,tj,j->t", s.momenta[local], s.momenta[local], inv_mass)
             limit = (rho, e_loc, e_kin, prop.dt)
         s.extra[local] += dc.qc_generator(inv_mass, qp, f, rho, closed, limit)
         s.f_qc[local] = dc.qc_force(inv_mass, qp, f, rho, closed, limit)

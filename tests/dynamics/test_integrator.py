@@ -170,9 +170,9 @@ def test_geometric_methods_with_exact_fields_keep_berry_passage_adiabatic(method
 
     update = Propagator._update_fields
 
-    def tracked(self, s, *args):
+    def tracked(self, s):
         now["x"] = s.positions
-        update(self, s, *args)
+        update(self, s)
 
     monkeypatch.setattr(fl, "rho_derivatives_pairs", exact_derivatives)
     monkeypatch.setattr(Propagator, "_update_fields", tracked)
