@@ -56,7 +56,7 @@ LABELS = {
 def casscf_available():
     """(True, None) or (False, reason) for the PySCF backend."""
     try:
-        from qhd_aimd.electronic.pyscf_casscf import CasscfBackend  # noqa: F401
+        from qhd_aimd.electronic.pyscf import CasscfBackend  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - any import failure means "skip"
         return False, f"{type(exc).__name__}: {exc}"
     return True, None
@@ -64,7 +64,7 @@ def casscf_available():
 
 def molecule(name, **overrides):
     """(backend, positions (D,) bohr) of a benchmark system."""
-    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.electronic.pyscf import CasscfBackend
 
     symbols, xyz = GEOMETRIES[name]
     kw = {**SYSTEMS[name], **overrides}

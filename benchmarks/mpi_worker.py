@@ -83,7 +83,7 @@ def payload(kind, ids):
                                 rng.standard_normal((n, n)), rng.standard_normal((d, n, n)).astype(complex))
         else:  # SA-CASSCF handle sized like C2H4 SA2-CAS(2,2)/6-31G* (38 AOs, 2 states), as
             # exchanged (``for_overlaps``: core + active orbitals only)
-            from qhd_aimd.electronic.pyscf_casscf import CasscfHandle
+            from qhd_aimd.electronic.pyscf import CasscfHandle
 
             syms = ("C", "C", "H", "H", "H", "H")
             d, n, nao = 18, 2, 38

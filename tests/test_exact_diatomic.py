@@ -213,7 +213,7 @@ def test_casscf_curves_coupling_and_random_signs():
     multiplies every state by a random sign at every call gives the same diabatic H."""
     from dataclasses import replace
 
-    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.electronic.pyscf import CasscfBackend
     from qhd_aimd.exact_diatomic import bond_positions, scan_curves
 
     backend = CasscfBackend(symbols=["Li", "H"], basis="sto-3g", ncas=2, nelecas=2, n_states=2)

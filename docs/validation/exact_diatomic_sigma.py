@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+from qhd_aimd.electronic.pyscf import CasscfBackend
 
 a, b, basis = sys.argv[1:4]
 orbs = [int(v) for v in sys.argv[4].split(",")]

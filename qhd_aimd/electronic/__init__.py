@@ -12,6 +12,6 @@ def make_backend(cfg, symbols=None):
         return ModelBackend(get_model(sysc.model, **sysc.model_params),
                             random_phases=sysc.random_phases, phase_kind=sysc.phase_kind,
                             seed=cfg.initial.seed)
-    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.electronic.pyscf import CasscfBackend
 
     return CasscfBackend.from_config(sysc, symbols)

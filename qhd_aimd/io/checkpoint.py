@@ -38,8 +38,11 @@ FORMAT = "qhd_aimd.checkpoint/1"
 #: the only classes a checkpoint may construct ("module:qualname"); add a backend's handle here
 DATACLASSES = (
     "qhd_aimd.electronic.base:ElectronicData",
-    "qhd_aimd.electronic.pyscf_casscf:CasscfHandle",
+    "qhd_aimd.electronic.pyscf.handle:CasscfHandle",
 )
+#: whitelisted classes that moved, as written by checkpoints of earlier versions -> now
+_MOVED = {"qhd_aimd.electronic.pyscf_casscf:CasscfHandle":
+          "qhd_aimd.electronic.pyscf.handle:CasscfHandle"}
 
 
 class CheckpointError(QhdError):
@@ -51,6 +54,7 @@ def _cls_name(obj) -> str:
 
 
 def _load_cls(name: str):
+    name = _MOVED.get(name, name)
     if name not in DATACLASSES:
         raise CheckpointError(f"class {name!r} is not allowed in a checkpoint")
     mod, qual = name.split(":")

@@ -51,7 +51,7 @@ format=%(message)s
 
 
 def _mol(symbols, positions_bohr, basis, charge, spin):
-    from qhd_aimd.electronic.pyscf_casscf import build_mol
+    from qhd_aimd.electronic.pyscf import build_mol
     return build_mol(symbols, positions_bohr, basis, charge, spin)
 
 

@@ -197,7 +197,7 @@ def prepare_molecule(cfg, out_dir, optimize_geometry=True) -> Path:
     the minimum, initial state per sample, ``initial.state_window_eV`` applied per sample).
     """
     from qhd_aimd.atoms import check_charge_spin
-    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.electronic.pyscf import CasscfBackend
     from qhd_aimd.prepare import modes as nm
     mol_spec, el = cfg.system.molecule, cfg.system.electronic
     ini = cfg.initial

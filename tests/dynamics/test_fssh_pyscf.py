@@ -11,7 +11,7 @@ pytest.importorskip("pyscf")
 
 from qhd_aimd.dynamics.fssh import coupling_vector  # noqa: E402
 from qhd_aimd.dynamics.hopping import real_direction  # noqa: E402
-from qhd_aimd.electronic.pyscf_casscf import CasscfBackend  # noqa: E402
+from qhd_aimd.electronic.pyscf import CasscfBackend  # noqa: E402
 
 pytestmark = pytest.mark.pyscf
 

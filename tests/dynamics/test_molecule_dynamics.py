@@ -10,7 +10,7 @@ pytest.importorskip("pyscf")
 
 from qhd_aimd.dynamics.density import purity_error  # noqa: E402
 from qhd_aimd.dynamics.integrator import Propagator  # noqa: E402
-from qhd_aimd.electronic.pyscf_casscf import CasscfBackend  # noqa: E402
+from qhd_aimd.electronic.pyscf import CasscfBackend  # noqa: E402
 
 pytestmark = pytest.mark.pyscf
 

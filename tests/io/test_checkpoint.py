@@ -208,7 +208,7 @@ def test_casscf_handle_roundtrip_warm_start_bitwise(tmp_path):
 
 
 def _casscf_handle_roundtrip(tmp_path):
-    from qhd_aimd.electronic.pyscf_casscf import CasscfBackend
+    from qhd_aimd.electronic.pyscf import CasscfBackend
     b = CasscfBackend(["Li", "H"], basis="sto-3g")
     x = np.array([0.0, 0, 0, 0, 0.1, 3.0])
     d0 = b.compute(x)
@@ -217,6 +217,8 @@ def _casscf_handle_roundtrip(tmp_path):
     e1 = ckpt.read(tmp_path / "c.h5")["trajectories"][0]["elec"]
     h, g = d1.handle, e1.handle
     assert type(g) is type(h) and g.symbols == h.symbols and g.nelecas == h.nelecas
+    # checkpoints written before the split of electronic/pyscf_casscf.py still load
+    assert ckpt._load_cls("qhd_aimd.electronic.pyscf_casscf:CasscfHandle") is type(h)
     for k in ("coords", "mo_coeff", "energies", "prev_coords", "prev_orbitals"):
         assert np.array_equal(getattr(g, k), getattr(h, k)), k
     assert all(np.array_equal(a, c) for a, c in zip(g.ci, h.ci)) and g.info == h.info

@@ -1,0 +1,115 @@
+"""SA-CASSCF solve: ordering, Newton fallback ladder, convergence error, per-state orbital
+gradients, active-space switch diagnostic and policy, selected active orbitals."""
+
+import numpy as np
+import pytest
+
+pyscf = pytest.importorskip("pyscf")
+
+from lih_casscf import X_LIH, lih  # noqa: E402
+from qhd_aimd.electronic.pyscf import CasscfBackend  # noqa: E402
+from qhd_aimd.errors import ConvergenceError  # noqa: E402
+
+pytestmark = pytest.mark.pyscf
+
+
+def test_energies_ascending_and_overlap_identity(backend, data0):
+    assert data0.energies[0] < data0.energies[1]
+    s = backend.overlap(data0, data0)
+    np.testing.assert_allclose(s, np.eye(2), atol=1e-10)
+
+
+def test_newton_failure_falls_back_to_one_step(backend, data0):
+    """A Newton attempt that cannot converge hands over to PySCF's 1-step rung."""
+    b = lih()
+    calls = []
+
+    def newton_failing_once(mc, mo, ci, info):
+        calls.append(1)
+        if len(calls) == 1:
+            return False, "forced failure"
+        return CasscfBackend._newton(b, mc, mo, ci, info)
+
+    b._newton = newton_failing_once
+    x = X_LIH + np.array([0.0, 0.02, 0.0, 0.03, 0.0, -0.05])
+    d = b.compute(x, reference=data0)
+    assert d.handle.info["path"] == "warm start, 1-step"
+    assert d.handle.info["attempts"][0].startswith("warm start, Newton")
+    assert d.handle.info["macro_iterations"] > 0
+    np.testing.assert_allclose(d.energies, backend.compute(x).energies, atol=1e-9)
+
+
+def test_convergence_error():
+    b = lih(max_cycle=1, conv_tol_grad=1e-12)
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        b.compute(X_LIH)
+
+
+def test_state_orbital_gradients_match_pyscf():
+    """Per-state orbital gradients (lean generalised-Fock formula) equal PySCF's: each one
+    2x ``mc.get_grad`` with that state's RDMs, their weighted sum the orbital part of
+    ``newton_casscf.gen_g_hop``, at orbitals away from convergence."""
+    from pyscf.fci import direct_spin1
+    from pyscf.mcscf import newton_casscf
+    from scipy.linalg import expm
+    from qhd_aimd.electronic.pyscf.solver import _state_orbital_gradients
+    b = CasscfBackend(["Li", "H"], basis="6-31g", ncas=3, nelecas=2, n_states=3)
+    d = b.compute(X_LIH)
+    mol = d.handle.mol()
+    mc = b._mc(b._mf(mol))
+    k = 0.02 * np.random.default_rng(4).standard_normal((mol.nao, mol.nao))
+    mo = mc.mo_coeff = d.handle.mo_coeff @ expm(k - k.T)
+    eris = mc.ao2mo(mo)
+    _, _, ci = mc.casci(mo, list(d.handle.ci), eris)
+    gs = _state_orbital_gradients(mc, mo, ci, eris)
+    g = newton_casscf.gen_g_hop(mc, mo, ci, eris)[0][:gs.shape[1]]
+    assert np.abs(g).max() > 1e-2  # a real gradient
+    np.testing.assert_allclose(np.asarray(b.weights) @ gs, g, atol=1e-12)
+    for c, gi in zip(ci, gs):
+        ref = mc.get_grad(mo, direct_spin1.make_rdm12(c, mc.ncas, mc.nelecas), eris)
+        np.testing.assert_allclose(gi, 2 * ref, atol=1e-12)
+
+
+def test_active_overlap_diagnostic(backend, data0):
+    d = backend.compute(X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03]), reference=data0)
+    assert 0.99 < d.handle.info["active_overlap"] <= 1.0 + 1e-12
+    assert "active_overlap" not in data0.handle.info  # cold start: no reference
+
+
+def test_active_switch_policy(data0):
+    """A step whose active orbitals overlap the reference's less than active_overlap_min is an
+    active-space switch: recorded with "continue", ActiveSpaceSwitchError with "stop"."""
+    from qhd_aimd.errors import ActiveSpaceSwitchError
+    x = X_LIH + np.array([0.0, 0.01, 0.0, 0.02, 0.0, -0.03])
+    assert not lih().compute(x, reference=data0).handle.info["active_switch"]
+    assert lih(active_overlap_min=1.0).compute(x, reference=data0).handle.info["active_switch"]
+    with pytest.raises(ActiveSpaceSwitchError, match="active space switched"):
+        lih(active_overlap_min=1.0, active_switch="stop").compute(x, reference=data0)
+    lih(active_switch="stop").compute(x, reference=data0)  # a smooth step passes
+
+
+def _pi_weight(handle):
+    """Weight of the px/py AOs (bond along z) in each active orbital (S-metric, Mulliken)."""
+    mol = handle.mol()
+    s = mol.intor("int1e_ovlp")
+    perp = [i for i, lab in enumerate(mol.ao_labels()) if "px" in lab or "py" in lab]
+    act = handle.mo_coeff[:, handle.ncore:handle.ncore + handle.ncas]
+    return np.array([c[perp] @ (s @ c)[perp] for c in act.T])
+
+
+def test_active_orbitals_select_the_sigma_pair():
+    """LiF SA2-CAS(2,2)/6-31G at r_e: PySCF's default guess (HOMO/LUMO) puts an F 2p-pi orbital
+    in the active space (Sigma/Pi pair); electronic.active_orbitals [4, 7] (1-based: F 2p-sigma,
+    Li 2s) gives the ionic/covalent pair of 1Sigma+ states: both active orbitals sigma, and a
+    warm start from that solution keeps them."""
+    x = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.955])
+    kw = dict(symbols=["Li", "F"], basis="6-31g", ncas=2, nelecas=2, n_states=2)
+    default = CasscfBackend(**kw).compute(x)
+    assert _pi_weight(default.handle).max() > 0.99
+    be = CasscfBackend(**kw, active_orbitals=[4, 7])
+    d = be.compute(x)
+    assert _pi_weight(d.handle).max() < 1e-10
+    # measured: the Sigma-Sigma pair's upper state is 0.43 eV above the Sigma-Pi pair's
+    assert d.energies[1] - default.energies[1] > 0.01
+    warm = be.compute(x + np.array([0, 0, 0, 0, 0, 0.05]), reference=d)
+    assert _pi_weight(warm.handle).max() < 1e-10
