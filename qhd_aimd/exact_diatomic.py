@@ -539,6 +539,8 @@ def _method_tag(cfg) -> str:
            f"charge {mol.charge} 2S {mol.spin}")
     if el.active_orbitals is not None:
         tag += f" active MOs {list(el.active_orbitals)}"
+    if getattr(el, "symmetry", None):
+        tag += f" symmetry {el.symmetry}"
     return tag
 
 
