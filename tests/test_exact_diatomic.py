@@ -448,3 +448,10 @@ def test_three_state_propagation_matches_model_reference_and_writes_pairs(tmp_pa
                                          "h01_hartree,h02_hartree,h11_hartree,h12_hartree,"
                                          "h22_hartree,abs_d01_per_bohr,abs_d02_per_bohr,"
                                          "abs_d12_per_bohr")
+    # the report reads the N-state tables: populations, every D_nm, <R> on each adiabat
+    from qhd_aimd.report.html import Section, fig_bond, load_exact
+    ex = load_exact(tmp_path)
+    assert ex.populations["p"].shape == (26, 3)
+    assert [k for k in ex.coherence if k.startswith("d_")] == ["d_0_1", "d_0_2", "d_1_2"]
+    fig = fig_bond(Section("three", "three", [], ex))
+    assert len(fig.axes[0].lines) == 4  # exact <R> per state (3) and in total
