@@ -73,6 +73,10 @@ class ElectronicSpec(_Strict):
         None, description="1-based indices (PySCF mcscf.sort_mo convention, base=1) of the RHF "
         "molecular orbitals that form the active space of a cold start; warm starts carry the "
         "previous orbitals (default: the ncas orbitals around the HOMO/LUMO)")
+    symmetry: Optional[Literal["sigma"]] = Field(
+        None, description="linear molecules: 'sigma' keeps every active orbital sigma and never "
+        "mixes sigma with pi/delta orbitals, so the averaged states are Sigma+ states only "
+        "(qhd_aimd.electronic.pyscf.CasscfBackend.symmetry)")
 
     @model_validator(mode="after")
     def _active_orbitals(self):

@@ -1,6 +1,6 @@
 """Exact quantum reference for a diatomic molecule on its own ab initio (SA-CASSCF) surfaces.
 
-Two adiabatic states u_0, u_1 and one nuclear coordinate, the bond length R (rotation neglected,
+N >= 2 adiabatic states u_0 .. u_{N-1} and one nuclear coordinate, the bond length R (rotation neglected,
 J = 0; the centre of mass is separated exactly, so the vibrational mass is the reduced mass
 mu = M_A M_B / (M_A + M_B) of the isotopic masses the swarm uses, ``backend.masses``).
 
@@ -9,24 +9,27 @@ mu = M_A M_B / (M_A + M_B) of the isotopic masses the swarm uses, ``backend.mass
    walking outwards from the geometry of the study's xyz file; energies E_n(R_i) and the step
    overlaps S_i = <u_n(R_i)|u_m(R_{i+1})> (``backend.overlap``). The solver's sign of every state
    at every point is kept as it comes.
-2. Diabatisation (``diabatize``), exact for two states and one coordinate: the adiabatic-to-
-   diabatic rotation by the mixing angle theta(R) = int d_01 dR is carried from point to point by
+2. Diabatisation (``diabatize``), exact for any N states along one coordinate (one coordinate:
+   the ADT matrix A(R) = P exp(-int d dR) has no curl condition to meet): the adiabatic-to-
+   diabatic frame (for two states the rotation by the mixing angle theta(R) = int d_01 dR) is
+   carried from point to point by
    the orthogonal polar factor of the step overlap, U_i = S_i (S_i^T S_i)^(-1/2) (Loewdin), exactly
    as the swarm carries rho_el:  A_{i+1} = U_i^T A_i, A_0 = 1, where column a of A_i holds diabat a
    in the adiabatic basis of R_i; H_d(R_i) = A_i^T diag(E(R_i)) A_i. A sign flip of u_n at R_i
    flips row n of A_i and nothing else, so H_d is unchanged at every point (a flip at R_0 flips
    one diabat globally: a constant gauge of the diabatic basis); no sign is ever chosen, compared
    or aligned (tests: random signs per grid point). The per-step angle |dtheta_i| = arcsin|U_i,01|
-   is sign-invariant and gives |d_01| on the mid points; the polar factor of the exact two-state
-   overlap differs from the rotation by int d_01 dR by O(h^3) per step (the out-of-space part of
-   S is symmetric to that order), so theta converges as h^2 and the check is grid refinement.
+   (N > 2: arcsin of the largest off-diagonal |U_i,nm|) is sign-invariant and gives |d_nm| on the
+   mid points; the polar factor of the exact N-state overlap differs from the transport
+   P exp(-int d dR) by O(h^3) per step (the out-of-space part of S is symmetric to that order),
+   so the frame converges as h^2 and the check is grid refinement.
    Grid (``adaptive_grid``): uniform spacing ``dr`` and every step whose |dtheta| exceeds
    ``max_angle`` bisected until it does not (the coupling peak at an avoided crossing gets
    resolved automatically); convergence in (dr, max_angle) is shown on the populations
    (docs/validation/exact_diatomic_convergence.py).
 3. Propagation: the diabatic elements (smooth) are interpolated by cubic splines onto a uniform
    periodic FFT grid and propagated with ``qhd_aimd.exact.propagate`` (Strang split operator,
-   exact 2x2 potential exponential). Initial state: vibrational eigenstates chi_v of the lower
+   exact N x N potential exponential by diagonalisation at every grid point). Initial state: vibrational eigenstates chi_v of the lower
    adiabat E_0(R) (Born-Oppenheimer, no diagonal correction; FFT kinetic matrix on the same grid)
    placed on the adiabatic state ``initial.state`` (the adiabatic electronic factor built from the
    gauge-invariant projector, ``exact._initial_electronic``). 0 K: chi_0 only (what the swarm's
@@ -34,8 +37,8 @@ mu = M_A M_B / (M_A + M_B) of the isotopic masses the swarm uses, ``backend.mass
    docs/physics.md); T > 0: Boltzmann mixture p_v ~ exp(-(E_v - E_0)/kT) over v (states with
    p_v > 1e-6), propagated one by one; populations, densities and bond statistics are averaged
    with p_v, and D_01 is the p_v-average of the per-state D_01.
-4. Observables: adiabatic populations P_n(t); D_01 = int |psi_0^ad|^2 |psi_1^ad|^2 / n dR; mean and
-   spread of R on each adiabat (``exact_bond.csv``).
+4. Observables: adiabatic populations P_n(t); D_nm = int |psi_n^ad|^2 |psi_m^ad|^2 / n dR for every
+   pair n < m; mean and spread of R on each adiabat (``exact_bond.csv``).
 
 Units: bohr, hartree, m_e, atomic time units inside; fs only in the csv time column.
 """
@@ -65,9 +68,9 @@ MAX_ANGLE = 0.02
 
 @dataclass
 class DiatomicCurves:
-    """Two adiabatic curves on a grid, with the step overlaps as the solver gave them.
+    """N >= 2 adiabatic curves on a grid, with the step overlaps as the solver gave them.
 
-    r_bohr (K,) ascending; energies (K, 2) hartree; overlaps (K-1, 2, 2) real,
+    r_bohr (K,) ascending; energies (K, N) hartree; overlaps (K-1, N, N) real,
     S_i[n, m] = <u_n(R_i)|u_m(R_{i+1})>; reduced_mass (m_e).
     """
 
@@ -82,8 +85,9 @@ class DiatomicCurves:
         self.energies = np.asarray(self.energies, float)
         self.overlaps = np.real(np.asarray(self.overlaps))
         k = len(self.r_bohr)
-        if self.energies.shape != (k, 2) or self.overlaps.shape != (k - 1, 2, 2):
-            raise ValueError("curves: need energies (K, 2) and overlaps (K-1, 2, 2)")
+        n = self.energies.shape[1] if self.energies.ndim == 2 else 0
+        if n < 2 or self.energies.shape != (k, n) or self.overlaps.shape != (k - 1, n, n):
+            raise ValueError("curves: need energies (K, N) and overlaps (K-1, N, N), N >= 2")
         if np.any(np.diff(self.r_bohr) <= 0):
             raise ValueError("curves: r_bohr must be strictly ascending")
 
@@ -95,6 +99,10 @@ class DiatomicCurves:
             f.attrs["reduced_mass"] = self.reduced_mass
             for key, val in self.meta.items():
                 f.attrs[f"meta_{key}"] = str(val)
+
+    @property
+    def n_states(self) -> int:
+        return int(self.energies.shape[1])
 
     @classmethod
     def load(cls, path) -> "DiatomicCurves":
@@ -128,10 +136,20 @@ def _compute_chain(backend, x_ref, rs, start: int, info: dict):
 
 
 def step_angle(s: np.ndarray) -> np.ndarray:
-    """|dtheta| (rad) of 2x2 step overlaps s (..., 2, 2): arcsin |U_01| of the Loewdin polar
-    factor U = S (S^T S)^(-1/2). Invariant under any sign of any state at either point."""
-    u = polar(s)
-    return np.arcsin(np.clip(np.abs(u[..., 0, 1]), 0.0, 1.0))
+    """|dtheta| (rad) of step overlaps s (..., N, N): arcsin of the largest off-diagonal |U_nm|
+    of the Loewdin polar factor U = S (S^T S)^(-1/2) (N = 2: arcsin |U_01|, the change of the
+    mixing angle). Invariant under any sign of any state at either point."""
+    return pair_angles(s).max(axis=(-1, -2))
+
+
+def pair_angles(s: np.ndarray) -> np.ndarray:
+    """(..., N, N) arcsin |U_nm| of the polar factor of step overlaps s (..., N, N), zero on the
+    diagonal: per-step rotation between states n and m (rad), sign-invariant; divided by the
+    step it is |d_nm| at the mid point to O(h^2)."""
+    u = np.abs(polar(s))
+    n = u.shape[-1]
+    u[..., np.arange(n), np.arange(n)] = 0.0
+    return np.arcsin(np.clip(u, 0.0, 1.0))
 
 
 def polar(s: np.ndarray) -> np.ndarray:
@@ -146,7 +164,7 @@ def adaptive_grid(compute_pair, r_lo: float, r_hi: float, dr: float = DR_BOHR,
     exceeds ``max_angle`` or where the step overlap is far from orthogonal (ratio of its singular
     values below ``min_sv_ratio``: the two-state space itself changes along the step).
 
-    ``compute_pair(r_list)`` returns (energies (K, 2), overlaps (K-1, 2, 2)) for an ascending
+    ``compute_pair(r_list)`` returns (energies (K, N), overlaps (K-1, N, N)) for an ascending
     list; it is called again with the refined list until no step needs bisection (steps are
     never made shorter than ``min_dr``). A step of ``min_dr`` whose angle still exceeds
     ``max_angle`` with an orthogonal overlap is an exact crossing (the states swap; the
@@ -168,7 +186,7 @@ def adaptive_grid(compute_pair, r_lo: float, r_hi: float, dr: float = DR_BOHR,
         if len(broken):
             i = int(broken[0])
             raise ConfigError(
-                f"exact: the two electronic states change discontinuously between R = {rs[i]:.4f} "
+                f"exact: the electronic states change discontinuously between R = {rs[i]:.4f} "
                 f"and {rs[i + 1]:.4f} bohr (step overlap singular values "
                 f"{np.array2string(sv[i], precision=3)}): an active-space switch of the solver; "
                 "no diabatisation exists there -- choose another active space or scan range")
@@ -182,12 +200,12 @@ def adaptive_grid(compute_pair, r_lo: float, r_hi: float, dr: float = DR_BOHR,
 
 def scan_curves(backend, x_ref, r_lo: float, r_hi: float, *, dr: float = DR_BOHR,
                 max_angle: float = MAX_ANGLE, progress=None) -> DiatomicCurves:
-    """SA-CASSCF curves of a diatomic (``backend``: ``CasscfBackend`` with 2 states) on an
+    """SA-CASSCF curves of a diatomic (``backend``: ``CasscfBackend`` with N >= 2 states) on an
     adaptive grid (``adaptive_grid``) between ``r_lo`` and ``r_hi`` (bohr); the geometry is
     ``x_ref`` (6,) bohr with the bond stretched along its axis. Points already computed are
     reused when the grid is refined (each new point warm-started from its inner neighbour)."""
-    if backend.n_states != 2:
-        raise ConfigError("exact: diatomic references need system.electronic.n_states: 2")
+    if backend.n_states < 2:
+        raise ConfigError("exact: diatomic references need system.electronic.n_states >= 2")
     x_ref = np.asarray(x_ref, float)
     r0 = float(np.linalg.norm(x_ref[3:] - x_ref[:3]))
     cache: dict[float, object] = {}
@@ -225,28 +243,29 @@ def scan_curves(backend, x_ref, r_lo: float, r_hi: float, *, dr: float = DR_BOHR
 
 @dataclass
 class Diabatic:
-    """Diabatic representation on the curve grid: h (K, 2, 2) hartree, frames (K, 2, 2)
+    """Diabatic representation on the curve grid: h (K, N, N) hartree, frames (K, N, N)
     (column a = diabat a in the adiabatic basis at R_i), abs_coupling (K-1,) |d_01| at the mid
-    points (1/bohr)."""
+    points (1/bohr), abs_couplings (K-1, N, N) |d_nm| for every pair (zero diagonal)."""
 
     r_bohr: np.ndarray
     h: np.ndarray
     frames: np.ndarray
     abs_coupling: np.ndarray
+    abs_couplings: np.ndarray | None = None
 
 
 def diabatize(curves: DiatomicCurves) -> Diabatic:
-    """Exact two-state diabatisation by overlap transport of the ADT frame (module docstring)."""
+    """Exact N-state diabatisation by overlap transport of the ADT frame (module docstring)."""
     u = polar(curves.overlaps)
-    k = len(curves.r_bohr)
-    frames = np.empty((k, 2, 2))
-    frames[0] = np.eye(2)
+    k, n = curves.energies.shape
+    frames = np.empty((k, n, n))
+    frames[0] = np.eye(n)
     for i in range(k - 1):
         frames[i + 1] = u[i].T @ frames[i]
     h = np.einsum("kna,kn,knb->kab", frames, curves.energies, frames)
     h = 0.5 * (h + np.swapaxes(h, 1, 2))
-    abs_d = step_angle(curves.overlaps) / np.diff(curves.r_bohr)
-    return Diabatic(curves.r_bohr, h, frames, abs_d)
+    abs_d = pair_angles(curves.overlaps) / np.diff(curves.r_bohr)[:, None, None]
+    return Diabatic(curves.r_bohr, h, frames, abs_d[:, 0, 1], abs_d)
 
 
 def coupling_from_diabatic(h: np.ndarray, dh: np.ndarray) -> np.ndarray:
@@ -259,8 +278,8 @@ def coupling_from_diabatic(h: np.ndarray, dh: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class SplineModel:
-    """Diabatic 1-D model from a ``Diabatic`` on its grid (cubic splines of the three elements),
-    with the interface ``qhd_aimd.exact.propagate`` needs (``h``, ``dim``, ``n_states``,
+    """Diabatic 1-D model from a ``Diabatic`` on its grid (cubic splines of the N(N+1)/2
+    elements), with the interface ``qhd_aimd.exact.propagate`` needs (``h``, ``dim``, ``n_states``,
     ``mass``, ``name``). ``h(x)`` refuses points outside the curve grid."""
 
     dia: Diabatic
@@ -271,8 +290,19 @@ class SplineModel:
 
     def __post_init__(self):
         r = self.dia.r_bohr
+        n = self.dia.h.shape[1]
+        object.__setattr__(self, "n_states", n)
+        object.__setattr__(self, "_pairs", [(a, b) for a in range(n) for b in range(a, n)])
         object.__setattr__(self, "_spl", [CubicSpline(r, self.dia.h[:, a, b])
-                                          for a, b in ((0, 0), (0, 1), (1, 1))])
+                                          for a, b in self._pairs])
+
+    def _assemble(self, vals, shape):
+        n = self.n_states
+        out = np.empty(shape + (n, n))
+        for (a, b), v in zip(self._pairs, vals):
+            out[..., a, b] = v
+            out[..., b, a] = v
+        return out
 
     def h(self, x):
         x = np.asarray(x, float)[..., 0]
@@ -280,13 +310,11 @@ class SplineModel:
         if np.any(x < r[0] - 1e-9) or np.any(x > r[-1] + 1e-9):
             raise ConfigError(f"exact: grid point outside the scanned range "
                               f"[{r[0]:.3f}, {r[-1]:.3f}] bohr")
-        h00, h01, h11 = (s(x) for s in self._spl)
-        return np.stack([np.stack([h00, h01], -1), np.stack([h01, h11], -1)], -2)
+        return self._assemble([s(x) for s in self._spl], x.shape)
 
     def dh(self, x):
         x = np.asarray(x, float)[..., 0]
-        d00, d01, d11 = (s(x, 1) for s in self._spl)
-        return np.stack([np.stack([d00, d01], -1), np.stack([d01, d11], -1)], -2)[..., None, :, :]
+        return self._assemble([s(x, 1) for s in self._spl], x.shape)[..., None, :, :]
 
     def max_momentum_transfer(self):
         return (None,)
@@ -339,8 +367,9 @@ def make_diatomic_grid(model: SplineModel, e_ceiling: float, t_final: float, r_s
 
 @dataclass
 class DiatomicResult:
-    """Exact diatomic dynamics: time_au (T,), populations (T, 2), decoherence (T,) D_01,
-    bond_mean / bond_std (T, 2) bohr per adiabatic state (nan when empty), energy (T,)
+    """Exact diatomic dynamics: time_au (T,), populations (T, N), decoherence (T,) D_01,
+    coherence (T, P) D_nm for the P = N(N-1)/2 pairs ``pairs`` (P, 2) (n < m, row order),
+    bond_mean / bond_std (T, N) bohr per adiabatic state (nan when empty), energy (T,)
     (p_v-averaged <H>), norm (T,), vib_energies / vib_weights (V,), grid info, per-run results."""
 
     time_au: np.ndarray
@@ -354,6 +383,8 @@ class DiatomicResult:
     vib_weights: np.ndarray
     runs: list
     meta: dict = field(default_factory=dict)
+    coherence: np.ndarray | None = None
+    pairs: np.ndarray | None = None
 
     @property
     def time_fs(self):
@@ -370,8 +401,10 @@ def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples:
                        wall_ev: float = 1.0, warn: bool = True) -> DiatomicResult:
     """Exact dynamics of the vibrational ground state (or Boltzmann mixture) of E_0 placed on the
     adiabatic state ``state``; samples every ``dt`` (a.u.) for ``n_samples`` intervals."""
-    if state not in (0, 1):
-        raise ConfigError(f"initial.state {state}: a diatomic reference has states 0 and 1")
+    n_st = curves.n_states
+    if not 0 <= state < n_st:
+        raise ConfigError(f"initial.state {state}: this diatomic reference has states 0 .. "
+                          f"{n_st - 1} (system.electronic.n_states {n_st})")
     dia = diabatize(curves)
     model = SplineModel(dia, curves.reduced_mass)
     t_final = dt * n_samples
@@ -394,14 +427,21 @@ def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples:
     r = grid.axes[0]
     _, vecs = np.linalg.eigh(model.h(r[:, None]))
     ref = vecs[int(np.argmax(np.abs(chi[0])))][:, state]
-    elec = _initial_electronic(vecs, ref, state)  # (G, 2)
-    bond_acc = [np.zeros((n_samples + 1, 2)) for _ in range(3)]  # sum p_v w_n, <R>, <R^2>
+    elec = _initial_electronic(vecs, ref, state)  # (G, N)
+    bond_acc = [np.zeros((n_samples + 1, n_st)) for _ in range(3)]  # sum p_v w_n, <R>, <R^2>
+    iu = np.triu_indices(n_st, 1)
+    coh = np.zeros((n_samples + 1, len(iu[0])))
     u_dag = np.swapaxes(vecs, -1, -2)  # (G, n_ad, n_diab)
 
     runs = []
     for v, (wv, cv) in enumerate(zip(w, chi)):
         def snap(i, psi, wv=wv):
-            rho = np.abs(np.einsum("gna,ag->ng", u_dag, psi)) ** 2 * grid.dv  # (2, G)
+            rho = np.abs(np.einsum("gna,ag->ng", u_dag, psi)) ** 2  # (N, G) densities
+            dens = rho.sum(0)
+            safe = np.where(dens > 1e-300, dens, 1.0)
+            coh[i] += wv * np.sum(np.where(dens > 1e-300, rho[iu[0]] * rho[iu[1]] / safe, 0.0),
+                                  axis=1) * grid.dv
+            rho = rho * grid.dv
             bond_acc[0][i] += wv * rho.sum(1)
             bond_acc[1][i] += wv * rho @ r
             bond_acc[2][i] += wv * rho @ r**2
@@ -419,7 +459,7 @@ def propagate_diatomic(curves: DiatomicCurves, state: int, dt: float, n_samples:
         bond_std=np.sqrt(np.maximum(var, 0.0)),
         energy=sum(wv * res.energy for wv, res in zip(w, runs)),
         norm=sum(wv * res.norm for wv, res in zip(w, runs)), vib_energies=e_v, vib_weights=w,
-        runs=runs,
+        runs=runs, coherence=coh, pairs=np.stack(iu, axis=1),
         meta={"grid_points": len(r), "grid_spacing_bohr": grid.spacing[0],
               "grid_bounds_bohr": (float(r[0]), float(r[-1])), "p_max_au": grid.p_max[0],
               "dt_internal_au": runs[0].dt_internal, "reduced_mass_me": curves.reduced_mass,
@@ -467,8 +507,8 @@ def run_exact_diatomic(cfg, out_dir=None, *, dr: float = DR_BOHR, max_angle: flo
     if len(symbols) != 2:
         raise ConfigError(f"exact: system.molecule.xyz has {len(symbols)} atoms; the exact "
                           "molecular reference is for diatomics only")
-    if cfg.system.electronic.n_states != 2:
-        raise ConfigError("exact: diatomic references need system.electronic.n_states: 2")
+    if cfg.system.electronic.n_states < 2:
+        raise ConfigError("exact: diatomic references need system.electronic.n_states >= 2")
     r_range = r_range or scan_range(cfg)
     cache = Path(out_dir) / "exact_curves.h5" if out_dir is not None else None
     if curves is None and cache is not None and cache.exists():
@@ -499,39 +539,52 @@ def _method_tag(cfg) -> str:
            f"charge {mol.charge} 2S {mol.spin}")
     if el.active_orbitals is not None:
         tag += f" active MOs {list(el.active_orbitals)}"
+    if getattr(el, "symmetry", None):
+        tag += f" symmetry {el.symmetry}"
     return tag
 
 
 def write_exact_diatomic(curves: DiatomicCurves, res: DiatomicResult, out_dir) -> Path:
-    """``exact_populations.csv`` (time_fs, p0, p1), ``exact_coherence.csv`` (time_fs, d_0_1),
-    ``exact_bond.csv`` (time_fs, mean_r_0_bohr, std_r_0_bohr, mean_r_1_bohr, std_r_1_bohr: R on
-    each adiabat), ``exact_curves.csv`` (r_bohr, e0_hartree, e1_hartree, h00, h01, h11 diabatic,
-    abs_d01_per_bohr at the step to the next point) and ``exact.h5`` in ``out_dir``."""
+    """``exact_populations.csv`` (time_fs, p0 .. p{N-1}), ``exact_coherence.csv`` (time_fs,
+    d_n_m for every pair n < m), ``exact_bond.csv`` (time_fs, mean_r_n_bohr, std_r_n_bohr for
+    each adiabat n), ``exact_curves.csv`` (r_bohr, e{n}_hartree, h{a}{b}_hartree diabatic for
+    a <= b, abs_d{n}{m}_per_bohr for n < m at the step to the next point) and ``exact.h5`` in
+    ``out_dir``. N = 2: p0, p1; d_0_1; ...; e0, e1, h00, h01, h11, abs_d01."""
     import h5py
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t = res.time_fs
+    n = res.populations.shape[1]
+    pairs = (res.pairs if res.pairs is not None else np.array([[0, 1]]))
+    coh = res.coherence if res.coherence is not None else res.decoherence[:, None]
     np.savetxt(out / "exact_populations.csv", np.column_stack([t, res.populations]),
-               delimiter=",", header="time_fs,p0,p1", comments="", fmt="%.10g")
-    np.savetxt(out / "exact_coherence.csv", np.column_stack([t, res.decoherence]),
-               delimiter=",", header="time_fs,d_0_1", comments="", fmt="%.10g")
-    np.savetxt(out / "exact_bond.csv",
-               np.column_stack([t, res.bond_mean[:, 0], res.bond_std[:, 0], res.bond_mean[:, 1],
-                                res.bond_std[:, 1]]), delimiter=",",
-               header="time_fs,mean_r_0_bohr,std_r_0_bohr,mean_r_1_bohr,std_r_1_bohr",
+               delimiter=",", header="time_fs," + ",".join(f"p{a}" for a in range(n)),
+               comments="", fmt="%.10g")
+    np.savetxt(out / "exact_coherence.csv", np.column_stack([t, coh]), delimiter=",",
+               header="time_fs," + ",".join(f"d_{a}_{b}" for a, b in pairs), comments="",
+               fmt="%.10g")
+    bond = [c for a in range(n) for c in (res.bond_mean[:, a], res.bond_std[:, a])]
+    np.savetxt(out / "exact_bond.csv", np.column_stack([t] + bond), delimiter=",",
+               header="time_fs," + ",".join(f"mean_r_{a}_bohr,std_r_{a}_bohr" for a in range(n)),
                comments="", fmt="%.10g")
     dia = diabatize(curves)
-    d = np.append(dia.abs_coupling, np.nan)
+    iu = np.triu_indices(n)
+    iu1 = np.triu_indices(n, 1)
+    d = np.vstack([dia.abs_couplings[:, iu1[0], iu1[1]], np.full((1, len(iu1[0])), np.nan)])
     np.savetxt(out / "exact_curves.csv",
-               np.column_stack([curves.r_bohr, curves.energies, dia.h[:, 0, 0], dia.h[:, 0, 1],
-                                dia.h[:, 1, 1], d]), delimiter=",",
-               header="r_bohr,e0_hartree,e1_hartree,h00_hartree,h01_hartree,h11_hartree,"
-                      "abs_d01_per_bohr", comments="", fmt="%.12g")
+               np.column_stack([curves.r_bohr, curves.energies, dia.h[:, iu[0], iu[1]], d]),
+               delimiter=",",
+               header="r_bohr," + ",".join(f"e{a}_hartree" for a in range(n)) + ","
+                      + ",".join(f"h{a}{b}_hartree" for a, b in zip(*iu)) + ","
+                      + ",".join(f"abs_d{a}{b}_per_bohr" for a, b in zip(*iu1)),
+               comments="", fmt="%.12g")
     path = out / "exact.h5"
     with h5py.File(path, "w") as f:
-        for key in ("time_au", "populations", "decoherence", "bond_mean", "bond_std", "energy",
-                    "norm", "vib_energies", "vib_weights"):
+        for key in ("time_au", "populations", "decoherence", "coherence", "pairs", "bond_mean",
+                    "bond_std", "energy", "norm", "vib_energies", "vib_weights"):
+            if getattr(res, key) is None:
+                continue
             f.create_dataset(key, data=np.asarray(getattr(res, key)))
         f.create_dataset("time_fs", data=t)
         f.attrs["model"] = "diatomic"
@@ -543,6 +596,6 @@ def write_exact_diatomic(curves: DiatomicCurves, res: DiatomicResult, out_dir) -
 
 
 __all__ = ["DiatomicCurves", "Diabatic", "SplineModel", "DiatomicResult", "scan_curves",
-           "adaptive_grid", "diabatize", "step_angle", "polar", "coupling_from_diabatic",
+           "adaptive_grid", "diabatize", "step_angle", "pair_angles", "polar", "coupling_from_diabatic",
            "propagate_diatomic", "run_exact_diatomic", "write_exact_diatomic", "bond_positions",
            "vibrational_states", "make_diatomic_grid", "EDGE_TOL"]

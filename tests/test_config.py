@@ -166,6 +166,9 @@ def test_active_orbitals_and_exact_scan_parse():
     assert cfg.system.electronic.active_orbitals == [4, 7]
     assert (cfg.exact_scan.r_min_bohr, cfg.exact_scan.r_max_bohr) == (2.0, 20.0)
     assert parse_config(GOOD).exact_scan.r_min_bohr is None
+    el = {**MOL["system"]["electronic"], "symmetry": "sigma"}
+    assert parse_config({**MOL, "system": {**MOL["system"], "electronic": el}}
+                        ).system.electronic.symmetry == "sigma"
 
 
 @pytest.mark.parametrize("electronic,exact_scan,key", [
@@ -177,6 +180,7 @@ def test_active_orbitals_and_exact_scan_parse():
     ({}, {"r_min_bohr": 5.0, "r_max_bohr": 4.0}, "exact_scan: r_min_bohr must be smaller"),
     ({}, {"r_min_bohr": -1.0}, "exact_scan.r_min_bohr"),
     ({}, {"r_max": 4.0}, "exact_scan.r_max"),
+    ({"symmetry": "pi"}, {}, "system.electronic.symmetry"),
 ])
 def test_bad_active_orbitals_and_exact_scan_name_the_key(electronic, exact_scan, key):
     data = {**MOL, "system": {**MOL["system"], "electronic": electronic},

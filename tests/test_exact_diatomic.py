@@ -318,3 +318,140 @@ def test_exact_scan_range_from_config(tmp_path):
     sel = parse_config({**base, "system": {**base["system"],
                                            "electronic": {"active_orbitals": [4, 7]}}})
     assert _method_tag(sel) != _method_tag(cfg) and "[4, 7]" in _method_tag(sel)
+
+
+# ----------------------------------------------------------------------------- N > 2 states
+
+
+class _Three:
+    """Three diabatic curves of a diatomic-like model: a Morse well, a repulsive state and a
+    Coulomb-like ionic curve crossing both (five avoided crossings), constant couplings."""
+
+    mass = 2000.0
+    dim = 1
+    n_states = 3
+    name = "three"
+
+    def h(self, x):
+        r = np.asarray(x, float)[..., 0]
+        v0 = 0.1 * (1 - np.exp(-1.0 * (r - 2.0))) ** 2
+        v1 = 0.12 * np.exp(-0.8 * (r - 2.0)) + 0.02
+        v2 = 0.14 - 0.4 / r + 0.5 * np.exp(-2.0 * (r - 1.5))
+        c01 = 0.004 + 0.0 * r  # constant couplings: every diabatic crossing avoided
+        c12 = 0.003 + 0.0 * r
+        c02 = 0.002 + 0.0 * r
+        out = np.empty(r.shape + (3, 3))
+        for (a, b), v in {(0, 0): v0, (1, 1): v1, (2, 2): v2, (0, 1): c01, (1, 2): c12,
+                          (0, 2): c02}.items():
+            out[..., a, b] = out[..., b, a] = v
+        return out
+
+    def dh(self, x, eps=1e-5):
+        xp, xm = np.asarray(x, float) + eps, np.asarray(x, float) - eps
+        return ((self.h(xp) - self.h(xm)) / (2 * eps))[..., None, :, :]
+
+
+def _three_curves(rng=None, dr=0.05, max_angle=0.02):
+    m = _Three()
+
+    def pair(rs):
+        e, v = np.linalg.eigh(m.h(np.asarray(rs)[:, None]))
+        if rng is not None:
+            v = v * rng.choice([-1.0, 1.0], size=(len(rs), 1, 3))
+        return e, np.einsum("kan,kam->knm", v[:-1], v[1:])
+    r, e, s, _ = adaptive_grid(pair, 0.9, 12.0, dr, max_angle)
+    return DiatomicCurves(r, e, s, m.mass)
+
+
+def test_three_state_diabatisation_energies_couplings_and_signs():
+    """N = 3: H_d's eigenvalues are the adiabatic energies; |d_nm| from the polar factors vs
+    the analytic u_n.dH.u_m / (E_m - E_n) for all three pairs; random signs per grid point
+    change H_d only by one global sign per diabat."""
+    m = _Three()
+    curves = _three_curves(rng=np.random.default_rng(5))
+    assert curves.n_states == 3
+    dia = diabatize(curves)
+    assert np.max(np.abs(np.linalg.eigvalsh(dia.h) - curves.energies)) < 1e-13
+    mid = 0.5 * (curves.r_bohr[1:] + curves.r_bohr[:-1])
+    e, v = np.linalg.eigh(m.h(mid[:, None]))
+    dh = m.dh(mid[:, None])[:, 0]
+    spl = SplineModel(dia, m.mass)
+    es, vs = np.linalg.eigh(spl.h(mid[:, None]))
+    dhs = spl.dh(mid[:, None])[:, 0]
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        d_an = np.abs(np.einsum("ka,kab,kb->k", v[:, :, a], dh, v[:, :, b]) / (e[:, b] - e[:, a]))
+        # the diabatic splines carry the couplings (measured: 0.3 % of the pair's peak)
+        d_spl = np.abs(np.einsum("ka,kab,kb->k", vs[:, :, a], dhs, vs[:, :, b])
+                       / (es[:, b] - es[:, a]))
+        assert np.max(np.abs(d_spl - d_an)) < 1e-2 * d_an.max(), (a, b)
+        # arcsin|U_nm| / h: first order for N > 2 (U_02 picks up d_01 d_12 h / 2; 3 % here)
+        assert np.max(np.abs(dia.abs_couplings[:, a, b] - d_an)) < 5e-2 * d_an.max(), (a, b)
+    assert np.array_equal(dia.abs_coupling, dia.abs_couplings[:, 0, 1])
+    # the transported frame reproduces the model's diabats (up to one sign per diabat and the
+    # constant rotation of the adiabats at R_0 from the model's diabats)
+    base = diabatize(_three_curves())
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        flip = rng.choice([-1.0, 1.0], size=(len(base.r_bohr), 3))
+        s = _three_curves().overlaps * flip[:-1, :, None] * flip[1:, None, :]
+        d2 = diabatize(DiatomicCurves(base.r_bohr, _three_curves().energies, s, m.mass))
+        g = flip[0]
+        assert np.max(np.abs(d2.h - g[:, None] * g[None, :] * base.h)) < 1e-13
+    hm = m.h(base.r_bohr[:, None])
+    v0 = np.linalg.eigh(hm[0])[1]
+    rot = np.einsum("ba,kbc,cd->kad", v0, hm, v0)  # model H in the adiabatic basis of R_0
+    assert np.max(np.abs(np.abs(base.h) - np.abs(rot))) < 1e-4
+
+
+def test_three_state_propagation_matches_model_reference_and_writes_pairs(tmp_path):
+    """The 3-state pipeline (curves + overlaps with random signs -> diabatic splines -> split
+    operator) vs the model's own diabatic H on the same grid and initial state; the tables
+    carry p0..p2, d_0_1, d_0_2, d_1_2 and mean_r_0..2."""
+    from qhd_aimd.exact_diatomic import vibrational_states, write_exact_diatomic
+
+    m = _Three()
+    curves = _three_curves(rng=np.random.default_rng(2), dr=0.02, max_angle=0.005)
+    res = propagate_diatomic(curves, 2, 40.0, 25, warn=False)
+    assert res.populations.shape == (26, 3) and res.coherence.shape == (26, 3)
+    assert np.array_equal(res.pairs, [[0, 1], [0, 2], [1, 2]])
+    assert np.array_equal(res.decoherence, res.coherence[:, 0])  # D_01 kept for N = 2 callers
+    assert abs(res.populations[-1].sum() - 1) < 1e-10
+    assert res.populations[:, :2].max() > 0.02  # the ionic-like state 2 leaks into 0 and 1
+    # the same dynamics on the model's exact diabatic H (no diabatisation), same grid and psi0
+    spl = SplineModel(diabatize(curves), m.mass)
+    lo, hi = res.meta["grid_bounds_bohr"]
+    g = res.meta["grid_points"]
+    from qhd_aimd.exact import Grid, _initial_electronic
+    ax = np.linspace(lo, hi, g)
+    grid = Grid(axes=[ax], inner=[(lo, hi)], p_max=[res.meta["p_max_au"]], strict=[False])
+    _, chi = vibrational_states(spl, grid, 1)
+    r_eq = res.meta["r_eq_bohr"]
+    for model in (spl, m):
+        _, vecs = np.linalg.eigh(model.h(ax[:, None]))
+        ref = vecs[int(np.argmax(np.abs(chi[0])))][:, 2]
+        psi0 = (_initial_electronic(vecs, ref, 2) * chi[0][:, None]).T.astype(complex)
+        out = propagate(model, [r_eq], [0.0], [1.0], 2, 40.0, 25, grid=grid, warn=False,
+                        psi0=psi0)
+        if model is spl:
+            p_spl = out.populations
+        else:
+            p_mod = out.populations
+    assert np.max(np.abs(p_spl - res.populations)) < 1e-10
+    assert np.max(np.abs(p_spl - p_mod)) < 2e-3
+    write_exact_diatomic(curves, res, tmp_path)
+    heads = {f: (tmp_path / f).read_text().splitlines()[0] for f in
+             ("exact_populations.csv", "exact_coherence.csv", "exact_bond.csv", "exact_curves.csv")}
+    assert heads["exact_populations.csv"] == "time_fs,p0,p1,p2"
+    assert heads["exact_coherence.csv"] == "time_fs,d_0_1,d_0_2,d_1_2"
+    assert heads["exact_bond.csv"].endswith("mean_r_2_bohr,std_r_2_bohr")
+    assert heads["exact_curves.csv"] == ("r_bohr,e0_hartree,e1_hartree,e2_hartree,h00_hartree,"
+                                         "h01_hartree,h02_hartree,h11_hartree,h12_hartree,"
+                                         "h22_hartree,abs_d01_per_bohr,abs_d02_per_bohr,"
+                                         "abs_d12_per_bohr")
+    # the report reads the N-state tables: populations, every D_nm, <R> on each adiabat
+    from qhd_aimd.report.html import Section, fig_bond, load_exact
+    ex = load_exact(tmp_path)
+    assert ex.populations["p"].shape == (26, 3)
+    assert [k for k in ex.coherence if k.startswith("d_")] == ["d_0_1", "d_0_2", "d_1_2"]
+    fig = fig_bond(Section("three", "three", [], ex))
+    assert len(fig.axes[0].lines) == 4  # exact <R> per state (3) and in total

@@ -378,13 +378,15 @@ def fig_bond(sec: Section):
                         alpha=0.15, lw=0)
     eb = sec.exact.bond if sec.exact is not None else None
     if eb is not None:
-        for n in (0, 1):
-            ax.plot(eb["time_fs"], eb[f"mean_r_{n}_bohr"], _STYLES[n], color="k", lw=1.0,
+        states = [n for n in range(len(eb)) if f"mean_r_{n}_bohr" in eb]
+        for n in states:
+            ax.plot(eb["time_fs"], eb[f"mean_r_{n}_bohr"], _STYLES[n % 4], color="k", lw=1.0,
                     label=f"exact: <R> on state {n}")
         pops = sec.exact.populations
-        if pops is not None and len(pops["time_fs"]) == len(eb["time_fs"]):
+        if (pops is not None and len(pops["time_fs"]) == len(eb["time_fs"])
+                and pops["p"].shape[1] == len(states)):
             p = pops["p"]
-            tot = np.nansum(p * np.column_stack([eb["mean_r_0_bohr"], eb["mean_r_1_bohr"]]), axis=1)
+            tot = np.nansum(p * np.column_stack([eb[f"mean_r_{n}_bohr"] for n in states]), axis=1)
             ax.plot(eb["time_fs"], tot, color="0.4", lw=1.0, label="exact: <R>")
     ax.set(xlabel="time (fs)", ylabel="bond length (bohr)",
            title=f"{sec.label}: bond length (bands: swarm spread)")

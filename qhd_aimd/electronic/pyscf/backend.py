@@ -27,7 +27,8 @@ from pyscf.fci import cistring
 from qhd_aimd.electronic.base import ElectronicData
 from qhd_aimd.electronic.pyscf.ci import _ExactCI
 from qhd_aimd.electronic.pyscf.forces import _Forces
-from qhd_aimd.electronic.pyscf.molecule import build_mol
+from qhd_aimd.electronic.pyscf.molecule import (build_mol, restrict_to_sigma_rotations,
+                                                sigma_orbitals)
 from qhd_aimd.electronic.pyscf.overlaps import state_overlap
 from qhd_aimd.electronic.pyscf.solver import _Solver
 from qhd_aimd.errors import ConfigError
@@ -82,6 +83,15 @@ class CasscfBackend(_Solver, _Forces):
         cold start (the first point; fallback rungs); warm starts carry the reference's orbitals.
         None: PySCF's default (the ncas orbitals around the HOMO/LUMO). E.g. LiF CAS(2,2):
         [4, 7] picks the F 2p-sigma and the Li 2s-like orbital instead of the F 2p-pi HOMO
+    symmetry : None or "sigma". "sigma" (linear molecules, e.g. diatomics): every active orbital
+        is a sigma orbital (A1 of C_inf_v, A1g/A1u of D_inf_h) and no orbital rotation mixes a
+        sigma with a pi/delta orbital (``restrict_to_sigma_rotations``, PySCF's symmetry-blocked
+        rotations for the sigma class), so the averaged states are the lowest ``n_states``
+        Sigma+ states of the active space, never Pi states (which an unrestricted SA-CASSCF of
+        excited Sigma+ states rolls into, or sits on a saddle above: docs/validation/
+        exact_diatomic.md). Cold starts take ``active_orbitals`` (each must be sigma) or else the
+        ncas lowest sigma RHF orbitals above the ncore lowest. ``ConfigError`` at a non-linear
+        geometry
     """
 
     symbols: Sequence[str]
@@ -110,6 +120,7 @@ class CasscfBackend(_Solver, _Forces):
     active_overlap_min: float = 0.98
     masses_amu: Optional[Sequence[float]] = None
     active_orbitals: Optional[Sequence[int]] = None
+    symmetry: Optional[str] = None
     masses: np.ndarray = field(init=False, repr=False)
     labels: list = field(init=False, repr=False)
 
@@ -155,6 +166,8 @@ class CasscfBackend(_Solver, _Forces):
                                   f"1..{probe.nao_nr()} (orbitals of {self.basis}), got {list(ao)}")
             self.active_orbitals = ao
         self._nelecas = ((self.nelecas + self.spin) // 2, (self.nelecas - self.spin) // 2)
+        if self.symmetry not in (None, "sigma"):
+            raise ConfigError(f"electronic.symmetry must be null or sigma, not {self.symmetry!r}")
 
     # ---- construction from the study config ----
     @classmethod
@@ -174,7 +187,7 @@ class CasscfBackend(_Solver, _Forces):
             density_fit=el.density_fit, conv_tol=el.conv_tol, conv_tol_grad=el.conv_tol_grad,
             max_cycle=el.max_cycle, force_mode=el.force, active_switch=el.active_switch,
             active_overlap_min=el.active_overlap_min, masses_amu=mol.masses_amu,
-            active_orbitals=el.active_orbitals,
+            active_orbitals=el.active_orbitals, symmetry=el.symmetry,
         )
         kw.update(overrides)
         return cls(symbols=symbols, **kw)
@@ -213,7 +226,27 @@ class CasscfBackend(_Solver, _Forces):
         mc.conv_tol_grad = self.conv_tol_grad
         mc.max_cycle_macro = self.max_cycle
         mc.verbose = 0
+        if self.symmetry == "sigma":
+            restrict_to_sigma_rotations(mc)
         return mc
+
+    def _cold_active(self, mol, mo) -> Optional[list]:
+        """1-based active-orbital indices for a cold start from the RHF orbitals ``mo`` (None:
+        PySCF's default around the HOMO/LUMO); see ``active_orbitals`` and ``symmetry``."""
+        if self.symmetry != "sigma":
+            return None if self.active_orbitals is None else list(self.active_orbitals)
+        sig = sigma_orbitals(mol, mo)
+        if self.active_orbitals is not None:
+            bad = [i for i in self.active_orbitals if not sig[i - 1]]
+            if bad:
+                raise ConfigError(f"electronic.active_orbitals: MO(s) {bad} are not sigma "
+                                  "orbitals (electronic.symmetry: sigma)")
+            return list(self.active_orbitals)
+        act = [i + 1 for i in range(self.ncore, len(sig)) if sig[i]][: self.ncas]
+        if len(act) < self.ncas:
+            raise ConfigError(f"electronic.symmetry: sigma: only {len(act)} sigma orbitals above "
+                              f"the core for active_space with {self.ncas} orbitals")
+        return act
 
     def overlap(self, a: ElectronicData, b: ElectronicData) -> np.ndarray:
         """(N, N) complex <u_n(a)|u_m(b)> (real-valued for SA-CASSCF)."""

@@ -24,6 +24,7 @@ from pyscf.mcscf import newton_casscf
 from pyscf.nac import sacasscf as nac_sacasscf
 
 from qhd_aimd.electronic.base import ElectronicData, dhdx_from_derivatives, meanfield_force
+from qhd_aimd.electronic.pyscf.molecule import restrict_to_sigma_rotations
 from qhd_aimd.electronic.pyscf.handle import _refuse_lean
 from qhd_aimd.errors import ConfigError, ConvergenceError, MissingPropertyError
 
@@ -236,6 +237,8 @@ class _Forces:
         mc = mc.fix_spin_(ss=ss).state_average_(list(h.weights))
         mc.verbose = 0
         mc.mo_coeff = np.array(h.mo_coeff)
+        if getattr(self, "symmetry", None) == "sigma":
+            restrict_to_sigma_rotations(mc)  # the Lagrangian's orbital space: as in the solve
         mc.ci = [np.array(c) for c in h.ci]
         mc.fcisolver.e_states = list(np.asarray(h.energies, float))
         mc.e_tot = float(np.dot(h.weights, h.energies))

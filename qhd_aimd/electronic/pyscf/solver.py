@@ -170,8 +170,9 @@ class _Solver:
                 mf.mo_coeff, mf.mo_occ, mf.mo_energy, mf.e_tot, mf.converged = cold
                 mo0, ci0 = cold[0], None
             mc = self._mc(mf)
-            if kind == "cold" and self.active_orbitals is not None:
-                mo0 = mcscf.sort_mo(mc, mo0, list(self.active_orbitals), base=1)
+            act = self._cold_active(mol, mo0) if kind == "cold" else None
+            if act is not None:
+                mo0 = mcscf.sort_mo(mc, mo0, act, base=1)
             mc.max_cycle_macro = self.max_cycle * cyc
             if damped:
                 mc.max_stepsize = 0.01

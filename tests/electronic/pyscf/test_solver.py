@@ -113,3 +113,43 @@ def test_active_orbitals_select_the_sigma_pair():
     assert d.energies[1] - default.energies[1] > 0.01
     warm = be.compute(x + np.array([0, 0, 0, 0, 0, 0.05]), reference=d)
     assert _pi_weight(warm.handle).max() < 1e-10
+
+
+def test_sigma_symmetry_keeps_sigma_states():
+    """electronic.symmetry: sigma on LiH SA3-CAS(2,4)/6-31G: without it the third averaged state
+    is a Pi state (the SA solution rolls sigma active orbitals into pi); with it every active
+    orbital stays sigma (pi weight < 1e-10, cold and warm starts), the energies equal PySCF's
+    symmetry-adapted SA-CASSCF of three A1 (Sigma+) roots, the Ehrenfest force on the third
+    state matches a finite difference, and a bent geometry is refused."""
+    from pyscf import gto, mcscf, scf
+
+    from qhd_aimd.errors import ConfigError
+
+    x = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    kw = dict(symbols=["Li", "H"], basis="6-31g", ncas=4, nelecas=2, n_states=3)
+    plain = CasscfBackend(**kw).compute(x)
+    be = CasscfBackend(**kw, symmetry="sigma")
+    d = be.compute(x)
+    assert _pi_weight(d.handle).max() < 1e-10
+    assert _pi_weight(plain.handle).max() > 0.5  # measured: a pi orbital is active
+    mol = gto.M(atom="Li 0 0 0; H 0 0 3.0", unit="Bohr", basis="6-31g", symmetry=True, verbose=0)
+    mf = scf.RHF(mol).run()
+    mc = mcscf.CASSCF(mf, 4, 2)
+    mc.fcisolver.wfnsym = "A1"
+    mc = mc.state_average_([1 / 3] * 3)
+    mc.fix_spin_(ss=0)
+    mc.kernel(mcscf.sort_mo_by_irrep(mc, mf.mo_coeff, {"A1": 4}))
+    np.testing.assert_allclose(d.energies, np.sort(mc.e_states), atol=2e-7)
+    assert abs(plain.energies[2] - d.energies[2]) > 1e-3  # the Pi state is not the 3rd Sigma+
+    dz = np.array([0, 0, 0, 0, 0, 1e-3])
+    warm = be.compute(x + 50 * dz, reference=d)
+    assert _pi_weight(warm.handle).max() < 1e-10
+    rho = np.zeros((3, 3), complex)
+    rho[2, 2] = 1.0
+    f = np.real(be.force(warm, rho))
+    ep, em = (be.compute(x + 50 * dz + s * dz, reference=warm).energies[2] for s in (1, -1))
+    assert abs(f[5] + (ep - em) / 2e-3) < 1e-6 and np.abs(f[[0, 1, 3, 4]]).max() < 1e-8
+    with pytest.raises(ConfigError, match="linear"):
+        CasscfBackend(symbols=["H", "H", "H"], basis="sto-3g", ncas=2, nelecas=2, n_states=2,
+                      charge=1, symmetry="sigma").compute(
+            np.array([0, 0, 0, 1.6, 0, 0, 0.8, 1.4, 0.0]))
