@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from thread_ranks import run_on_thread_ranks
 
 from qhd_aimd.dynamics.density import hermiticity_error, purity_error, trace_error
 from qhd_aimd.dynamics.integrator import Propagator
@@ -252,20 +253,6 @@ def test_coupled_method_reproduces_exact_decoherence_better_than_ehrenfest():
     assert err["geometric_ehrenfest_qc"][1] < 0.03 and err["ehrenfest"][1] < 0.03
 
 
-class _ThreadComm:
-    """``size`` ranks as threads in one process; allgather through a barrier."""
-
-    def __init__(self, rank, size, slots, barrier):
-        self.rank, self.size, self._slots, self._barrier = rank, size, slots, barrier
-
-    def allgather(self, obj):
-        self._slots[self.rank] = obj
-        self._barrier.wait()
-        out = list(self._slots)
-        self._barrier.wait()
-        return out
-
-
 @pytest.mark.parametrize("estimators", ["study_default", "regression"])
 def test_coupled_model_steps_are_identical_on_one_and_two_ranks(estimators):
     """Whole coupled steps (field-generator Liouvillian, sparse kernel, batched fits, neighbour
@@ -273,8 +260,6 @@ def test_coupled_model_steps_are_identical_on_one_and_two_ranks(estimators):
     bitwise the serial swarm:
     every batched operation is per trajectory or per centre, independent of the rest of the
     rank's batch."""
-    import threading
-
     from qhd_aimd.config import DynamicsSpec, FieldsSpec
     from qhd_aimd.swarm.comm import local_ids
 
@@ -290,22 +275,15 @@ def test_coupled_model_steps_are_identical_on_one_and_two_ranks(estimators):
     for _ in range(steps):
         ref = prop.step(ref)
     assert np.abs(ref.extra).max() > 1e-6 and np.abs(ref.f_geometric).max() > 0
-    slots, barrier, out = [None, None], threading.Barrier(2), {}
-
-    def rank(r):
+    def rank(r, comm):
         ids = np.array(local_ids(n, r, 2))
-        comm = _ThreadComm(r, 2, slots, barrier)
         pr = Propagator(be, "geometric_ehrenfest_qc", 10.0, 10, comm=comm, **opts)
         s = pr.initialize(ids, x[ids], p[ids], np.zeros(len(ids), int))
         for _ in range(steps):
             s = pr.step(s)
-        out[r] = (ids, s)
+        return ids, s
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for ids, s in out.values():
+    out = run_on_thread_ranks(2, rank)
+    for ids, s in out:
         for name in ("positions", "momenta", "rho", "extra", "f_qc", "f_geometric"):
             np.testing.assert_array_equal(getattr(s, name), getattr(ref, name)[ids])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from thread_ranks import run_on_thread_ranks
 
 from qhd_aimd.dynamics.integrator import Propagator
 from qhd_aimd.electronic.models import DiabaticModel, ModelBackend, TullySimple
@@ -279,27 +280,10 @@ def test_polyatomic_subspace_dimension_follows_the_trajectory_count():
         np.testing.assert_allclose(fr.jacobian.T @ (fr.jacobian / m[:, None]), np.eye(want), atol=1e-10)
 
 
-class _ThreadComm:
-    """In-process stand-in for an MPI communicator: ``size`` ranks as threads, allgather by a
-    barrier (the integrator only uses allgather and size)."""
-
-    def __init__(self, rank, size, slots, barrier):
-        self.rank, self.size, self._slots, self._barrier = rank, size, slots, barrier
-
-    def allgather(self, obj):
-        self._slots[self.rank] = obj
-        self._barrier.wait()
-        out = list(self._slots)
-        self._barrier.wait()
-        return out
-
-
 @pytest.mark.parametrize("method", ["ehrenfest_qc", "geometric_ehrenfest_qc"])
 def test_polyatomic_fields_are_identical_on_one_and_two_ranks(method):
     """The whole-swarm tier and the sparse kernel use the gathered swarm in id order: a 48-
     trajectory polyatomic swarm split over 2 ranks (threads) gets bitwise the fields of 1 rank."""
-    import threading
-
     from qhd_aimd.swarm.comm import local_ids
     model = DistanceModel(atom_masses=CH2NH2_MASSES, pairs=((0, 1), (0, 2), (1, 4), (2, 3)),
                           coef=(1.0, 0.6, -0.4, 0.3), r0=(2.42, 2.06, 2.06, 3.56))
@@ -310,22 +294,16 @@ def test_polyatomic_fields_are_identical_on_one_and_two_ranks(method):
     ref.adiabatic_momenta = (f - f.mean(axis=2, keepdims=True)).reshape(48, 2, 18)
     rho, fam = ref.rho.copy(), ref.adiabatic_momenta.copy()
     Propagator(be, method, 10.0, 10, **DEFAULT_FIELDS)._update_fields(ref)
-    slots, barrier, out = [None, None], threading.Barrier(2), {}
-
-    def rank(r):
+    def rank(r, comm):
         ids = np.array(local_ids(48, r, 2))
-        prop = Propagator(be, method, 10.0, 10, comm=_ThreadComm(r, 2, slots, barrier), **DEFAULT_FIELDS)
+        prop = Propagator(be, method, 10.0, 10, comm=comm, **DEFAULT_FIELDS)
         s = prop.initialize(ids, x[ids], p[ids], np.zeros(len(ids), int))
         s.rho, s.adiabatic_momenta = rho[ids].copy(), fam[ids].copy()
         prop._update_fields(s)
-        out[r] = (ids, s)
+        return ids, s
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for ids, s in out.values():
+    out = run_on_thread_ranks(2, rank)
+    for ids, s in out:
         assert len(ids) == 24
         for name in ("extra", "f_qc", "f_geometric", "fields_fallback"):
             np.testing.assert_array_equal(getattr(s, name), getattr(ref, name)[ids])
