@@ -120,7 +120,9 @@ def restrict_to_sigma_rotations(mc) -> None:
 
     The classes are fixed per solve: ``mc.qhd_start_solve(mo)`` (the solver calls it on the
     start orbitals of every ``mc.kernel`` and Newton solve) symmetry-adapts the orbitals
-    (``sigma_adapt``) and freezes the classes, orbital by orbital, for the whole solve.
+    (``sigma_adapt``) and freezes the classes, orbital by orbital, for the whole solve;
+    ``ConvergenceError`` when an active start orbital is not sigma (the solver then moves on to
+    its next rung, e.g. a cold start from RHF).
     Canonicalisation is blocked by class as in PySCF's symmetry-adapted CASSCF (``mc._eig`` =
     ``casci_symm.eig`` with the classes as ``orbsym``), so it neither mixes nor reorders across
     classes (before this, near-degenerate sigma and pi virtuals could swap or mix, and the
@@ -138,7 +140,13 @@ def restrict_to_sigma_rotations(mc) -> None:
         return sigma_orbitals(mc.mol, mc.mo_coeff) if sig is None else sig
 
     def start_solve(mo):
-        mo, mc.qhd_sigma_classes = sigma_adapt(mc.mol, mo)
+        from qhd_aimd.errors import ConvergenceError
+        mo, sig = sigma_adapt(mc.mol, mo)
+        bad = np.flatnonzero(~sig[mc.ncore:mc.ncore + mc.ncas]) + mc.ncore
+        if bad.size:
+            raise ConvergenceError(f"electronic.symmetry: sigma: start orbital(s) {bad.tolist()} "
+                                   "of the active space are not sigma")
+        mc.qhd_sigma_classes = sig
         return mo
 
     def uniq_var_indices(nmo, ncore, ncas, frozen):

@@ -180,6 +180,11 @@ class _Solver:
             act = self._cold_active(mol, mo0) if kind == "cold" else None
             if act is not None:
                 mo0 = mcscf.sort_mo(mc, mo0, act, base=1)
+            try:
+                mo0 = _start_solve(mc, mo0)
+            except ConvergenceError as exc:  # symmetry: sigma with a non-sigma active orbital
+                info["attempts"].append(f"{name}: {exc}")
+                continue
             mc.max_cycle_macro = self.max_cycle * cyc
             if damped:
                 mc.max_stepsize = 0.01

@@ -170,7 +170,9 @@ def test_sigma_symmetry_from_symmetry_broken_start_orbitals():
     1e-10, every orbital sigma or pi to 1e-10). Before: the classes were re-read from the
     current orbitals at every call, the broken orbital kept its pi admixture (weight 0.0122) and
     the energies were off by 8.3e-5 Ha (measured); in the LiH 6-31++G** rescan at dr 0.05 an
-    orbital changed class mid-solve (56 orbital variables vs a mask of 53)."""
+    orbital changed class mid-solve (56 orbital variables vs a mask of 53). Rotated by 1.2 rad
+    (the active orbital is then mostly pi) the warm start is refused and the solver's cold start
+    gives the same energies; before, the third state became a Pi state."""
     import dataclasses
 
     x = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
@@ -184,14 +186,15 @@ def test_sigma_symmetry_from_symmetry_broken_start_orbitals():
     nocc = h.ncore + h.ncas
     i, j = nocc - 1, nocc + int(np.argmax(w[nocc:] < 0.5))  # last active (sigma), a pi virtual
     assert w[i] > 0.5 and w[j] < 0.5
-    c = h.mo_coeff.copy()
-    c[:, [i, j]] = c[:, [i, j]] @ np.array([[np.cos(0.1), -np.sin(0.1)],
-                                            [np.sin(0.1), np.cos(0.1)]])
-    broken = dataclasses.replace(d, handle=dataclasses.replace(h, mo_coeff=c))
-    e = be.compute(x, reference=broken)
-    np.testing.assert_allclose(e.energies, d.energies, atol=1e-10, rtol=0)
-    w = _sigma_weights(mol, e.handle.mo_coeff)
-    assert np.abs(w * (1 - w)).max() < 1e-10
+    for angle in (0.1, 1.2):
+        c = h.mo_coeff.copy()
+        c[:, [i, j]] = c[:, [i, j]] @ np.array([[np.cos(angle), -np.sin(angle)],
+                                                [np.sin(angle), np.cos(angle)]])
+        broken = dataclasses.replace(d, handle=dataclasses.replace(h, mo_coeff=c))
+        e = be.compute(x, reference=broken)
+        np.testing.assert_allclose(e.energies, d.energies, atol=1e-9, rtol=0)
+        w = _sigma_weights(mol, e.handle.mo_coeff)
+        assert np.abs(w * (1 - w)).max() < 1e-10
 
 
 def test_sigma_adapt_splits_a_half_and_half_mixture():
