@@ -59,17 +59,56 @@ def _sigma_projector(mol: gto.Mole) -> np.ndarray:
     return c @ np.linalg.solve(c.T @ s @ c, c.T @ s)
 
 
-def sigma_orbitals(mol: gto.Mole, mo_coeff: np.ndarray) -> np.ndarray:
-    """(nmo,) bool: which columns of ``mo_coeff`` (nao, nmo) are sigma orbitals of the linear
-    molecule ``mol`` (sigma weight c^T S P c > 0.5; it is 0 or 1 to round-off for orbitals of
-    pure symmetry, and the orbital rotations of ``electronic.symmetry: sigma`` keep it so)."""
+def _cached_sigma_projector(mol: gto.Mole) -> np.ndarray:
     p = getattr(mol, "_qhd_sigma_projector", None)
     if p is None:
         p = _sigma_projector(mol)
         mol._qhd_sigma_projector = p  # once per geometry (Mole objects are per geometry)
+    return p
+
+
+def sigma_weights(mol: gto.Mole, mo_coeff: np.ndarray) -> np.ndarray:
+    """(nmo,) sigma weight c^T S P c in [0, 1] of every column of ``mo_coeff`` (nao, nmo)."""
+    p = _cached_sigma_projector(mol)
     s = mol.intor_symmetric("int1e_ovlp")
     c = np.asarray(mo_coeff)
-    return np.einsum("ai,ab,bi->i", c, s, p @ c) > 0.5
+    return np.einsum("ai,ab,bi->i", c, s, p @ c)
+
+
+def sigma_orbitals(mol: gto.Mole, mo_coeff: np.ndarray) -> np.ndarray:
+    """(nmo,) bool: which columns of ``mo_coeff`` (nao, nmo) are sigma orbitals of the linear
+    molecule ``mol`` (sigma weight c^T S P c > 0.5; it is 0 or 1 to round-off for orbitals of
+    pure symmetry, e.g. the output of ``sigma_adapt``)."""
+    return sigma_weights(mol, mo_coeff) > 0.5
+
+
+def sigma_adapt(mol: gto.Mole, mo_coeff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal orbitals (nao, nmo) of pure symmetry closest to ``mo_coeff`` (nao, nmo) and
+    their classes (nmo,) bool (True: sigma), in the same order.
+
+    The n_sigma = round(sum of sigma weights) orbitals of largest sigma weight are the sigma
+    class (so a 50/50 sigma-pi mixture, e.g. of near-degenerate virtuals, still yields the right
+    number per class); each class is projected on its symmetry (P c, or (1 - P) c) and
+    Loewdin-orthonormalised, which changes orbitals of pure symmetry only by round-off.
+    ``ConvergenceError`` when a class's projection is (near-)singular."""
+    from qhd_aimd.errors import ConvergenceError
+    p = _cached_sigma_projector(mol)
+    s = mol.intor_symmetric("int1e_ovlp")
+    c = np.asarray(mo_coeff, float)
+    w = sigma_weights(mol, c)
+    sig = np.zeros(c.shape[1], bool)
+    sig[np.argsort(-w, kind="stable")[: int(round(w.sum()))]] = True
+    out = c.copy()
+    for cls, proj in ((sig, p), (~sig, np.eye(p.shape[0]) - p)):
+        if not cls.any():
+            continue
+        x = proj @ c[:, cls]
+        e, v = np.linalg.eigh(x.T @ s @ x)
+        if e.min() < 1e-6:
+            raise ConvergenceError(f"electronic.symmetry: sigma: the orbitals cannot be "
+                                   f"symmetry-adapted (smallest projected norm {e.min():.1e})")
+        out[:, cls] = x @ (v / np.sqrt(e)) @ v.T
+    return out, sig
 
 
 def restrict_to_sigma_rotations(mc) -> None:
@@ -77,14 +116,58 @@ def restrict_to_sigma_rotations(mc) -> None:
     1-step, ``_newton``'s ``gen_g_hop``, the CP-MCSCF Lagrangian all pack their orbital variables
     through ``mc.uniq_var_indices``) to pairs of the same class, sigma-sigma or
     non-sigma--non-sigma, as PySCF's symmetry-adapted CASSCF does for irreps
-    (``mc1step_symm``): a sigma orbital never mixes with a pi or delta one. The classes are read
-    from ``mc.mo_coeff`` at every call (canonicalisation may reorder orbitals; allowed rotations
-    keep every orbital's class)."""
-    base = mc.uniq_var_indices
+    (``mc1step_symm``): a sigma orbital never mixes with a pi or delta one.
+
+    The classes are fixed per solve: ``mc.qhd_start_solve(mo)`` (the solver calls it on the
+    start orbitals of every ``mc.kernel`` and Newton solve) symmetry-adapts the orbitals
+    (``sigma_adapt``) and freezes the classes, orbital by orbital, for the whole solve;
+    ``ConvergenceError`` when an active start orbital is not sigma (the solver then moves on to
+    its next rung, e.g. a cold start from RHF).
+    Canonicalisation is blocked by class as in PySCF's symmetry-adapted CASSCF (``mc._eig`` =
+    ``casci_symm.eig`` with the classes as ``orbsym``), so it neither mixes nor reorders across
+    classes (before this, near-degenerate sigma and pi virtuals could swap or mix, and the
+    re-read classes changed the number of orbital variables within one solve). Outside a solve
+    (no ``qhd_start_solve`` yet) the classes are read from ``mc.mo_coeff``."""
+    from pyscf import lib, scf
+    from pyscf.mcscf import casci_symm
+
+    base_uniq = mc.uniq_var_indices
+    base_canonicalize = mc.canonicalize
+    mc.qhd_sigma_classes = None
+
+    def classes():
+        sig = mc.qhd_sigma_classes
+        return sigma_orbitals(mc.mol, mc.mo_coeff) if sig is None else sig
+
+    def start_solve(mo):
+        from qhd_aimd.errors import ConvergenceError
+        mo, sig = sigma_adapt(mc.mol, mo)
+        bad = np.flatnonzero(~sig[mc.ncore:mc.ncore + mc.ncas]) + mc.ncore
+        if bad.size:
+            raise ConvergenceError(f"electronic.symmetry: sigma: start orbital(s) {bad.tolist()} "
+                                   "of the active space are not sigma")
+        mc.qhd_sigma_classes = sig
+        return mo
 
     def uniq_var_indices(nmo, ncore, ncas, frozen):
-        mask = base(nmo, ncore, ncas, frozen)
-        sig = sigma_orbitals(mc.mol, mc.mo_coeff)
+        mask = base_uniq(nmo, ncore, ncas, frozen)
+        sig = classes()
         return mask & (sig[:, None] == sig[None, :])
 
+    def eig(h, b0=None, b1=None, orbsym=None):
+        return scf.hf.eig(h, None) if orbsym is None else casci_symm.eig(h, orbsym)
+
+    def canonicalize(mo_coeff=None, *args, **kwargs):
+        mo = mc.mo_coeff if mo_coeff is None else mo_coeff
+        sig = classes()
+        mo, ci, mo_energy = base_canonicalize(
+            lib.tag_array(np.asarray(mo), orbsym=sig.astype(int)), *args, **kwargs)
+        if mc.qhd_sigma_classes is not None:  # sort=True reorders the classes with the orbitals
+            mc.qhd_sigma_classes = np.asarray(mo.orbsym).astype(bool)
+        return np.array(mo), ci, mo_energy
+
+    mc.qhd_start_solve = start_solve
     mc.uniq_var_indices = uniq_var_indices
+    mc._eig = eig
+    mc.canonicalize = canonicalize  # (not mc.kernel: PySCF's gradient objects copy
+    # mc.__dict__ and have their own kernel)

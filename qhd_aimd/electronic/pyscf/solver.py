@@ -78,6 +78,13 @@ def _state_orbital_gradients(mc, mo, ci, eris) -> np.ndarray:
     return 2.0 * np.array(out)
 
 
+def _start_solve(mc, mo):
+    """Start orbitals of one solve: for ``electronic.symmetry: sigma``, symmetry-adapted with
+    their sigma/pi classes frozen for the solve (``restrict_to_sigma_rotations``); else ``mo``."""
+    start = getattr(mc, "qhd_start_solve", None)
+    return mo if start is None else start(mo)
+
+
 def _state_energy_error(g_states, weights, h_diag_orb) -> float:
     """Estimated largest error (hartree) of the individual state energies of a nearly converged
     SA-CASSCF, max_I ||D^{-1/2} g_I|| ||D^{-1/2} g||, g = sum_I w_I g_I the SA gradient.
@@ -173,6 +180,11 @@ class _Solver:
             act = self._cold_active(mol, mo0) if kind == "cold" else None
             if act is not None:
                 mo0 = mcscf.sort_mo(mc, mo0, act, base=1)
+            try:
+                mo0 = _start_solve(mc, mo0)
+            except ConvergenceError as exc:  # symmetry: sigma with a non-sigma active orbital
+                info["attempts"].append(f"{name}: {exc}")
+                continue
             mc.max_cycle_macro = self.max_cycle * cyc
             if damped:
                 mc.max_stepsize = 0.01
@@ -233,6 +245,7 @@ class _Solver:
         CI vectors and the energies.
         """
         fs = mc.fcisolver
+        mo = _start_solve(mc, mo)
         max_iter = min(self.newton_max_cycle, self.max_cycle)
         ss = 0.5 * self.spin * (0.5 * self.spin + 1.0)
         q = _spin_basis(self.ncas, tuple(self._nelecas), float(ss))
@@ -370,7 +383,7 @@ class _Solver:
 
         mc.callback = callback
         try:
-            mc.kernel(mo0, ci0)
+            mc.kernel(_start_solve(mc, mo0), ci0)
         except _Stalled as exc:
             mc.mo_coeff, mc.ci = exc.args[0], [np.asarray(c) for c in exc.args[1]]
             mc.converged = False
@@ -407,7 +420,7 @@ class _Solver:
         for _ in range(self.n_polish):
             e_old = np.array(mc.e_states)
             with lib.temporary_env(mc, max_cycle_macro=2):
-                mc.kernel(mc.mo_coeff, mc.ci)
+                mc.kernel(_start_solve(mc, mc.mo_coeff), mc.ci)
             if not self._final_ci(mc):
                 return False, "CI refinement failed"
             gnorm = self._orbital_gradient_norm(mc)

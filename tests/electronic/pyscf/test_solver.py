@@ -153,3 +153,69 @@ def test_sigma_symmetry_keeps_sigma_states():
         CasscfBackend(symbols=["H", "H", "H"], basis="sto-3g", ncas=2, nelecas=2, n_states=2,
                       charge=1, symmetry="sigma").compute(
             np.array([0, 0, 0, 1.6, 0, 0, 0.8, 1.4, 0.0]))
+
+
+def _sigma_weights(mol, c):
+    from qhd_aimd.electronic.pyscf.molecule import _sigma_projector
+    return np.einsum("ai,ab,bi->i", c, mol.intor_symmetric("int1e_ovlp"),
+                     _sigma_projector(mol) @ c)
+
+
+def test_sigma_symmetry_from_symmetry_broken_start_orbitals():
+    """electronic.symmetry: sigma, LiH SA3-CAS(2,4)/6-31G at 3 bohr, warm-started from its own
+    converged orbitals with the last active (sigma) orbital rotated by 0.1 rad into a pi virtual
+    (as orbital extrapolation across a sigma/pi virtual crossing, or round-off mixing of
+    near-degenerate virtuals, can produce): the classes are fixed once per solve from
+    symmetry-adapted start orbitals, so the solve returns the unbroken solution (energies to
+    1e-10, every orbital sigma or pi to 1e-10). Before: the classes were re-read from the
+    current orbitals at every call, the broken orbital kept its pi admixture (weight 0.0122) and
+    the energies were off by 8.3e-5 Ha (measured); in the LiH 6-31++G** rescan at dr 0.05 an
+    orbital changed class mid-solve (56 orbital variables vs a mask of 53). Rotated by 1.2 rad
+    (the active orbital is then mostly pi) the warm start is refused and the solver's cold start
+    gives the same energies; before, the third state became a Pi state."""
+    import dataclasses
+
+    x = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    be = CasscfBackend(symbols=["Li", "H"], basis="6-31g", ncas=4, nelecas=2, n_states=3,
+                       symmetry="sigma")
+    d = be.compute(x)
+    h = d.handle
+    mol = h.mol()
+    w = _sigma_weights(mol, h.mo_coeff)
+    assert np.abs(w * (1 - w)).max() < 1e-10
+    nocc = h.ncore + h.ncas
+    i, j = nocc - 1, nocc + int(np.argmax(w[nocc:] < 0.5))  # last active (sigma), a pi virtual
+    assert w[i] > 0.5 and w[j] < 0.5
+    for angle in (0.1, 1.2):
+        c = h.mo_coeff.copy()
+        c[:, [i, j]] = c[:, [i, j]] @ np.array([[np.cos(angle), -np.sin(angle)],
+                                                [np.sin(angle), np.cos(angle)]])
+        broken = dataclasses.replace(d, handle=dataclasses.replace(h, mo_coeff=c))
+        e = be.compute(x, reference=broken)
+        np.testing.assert_allclose(e.energies, d.energies, atol=1e-9, rtol=0)
+        w = _sigma_weights(mol, e.handle.mo_coeff)
+        assert np.abs(w * (1 - w)).max() < 1e-10
+
+
+def test_sigma_adapt_splits_a_half_and_half_mixture():
+    """``sigma_adapt`` on RHF orbitals of LiH/6-31G with a sigma and a pi virtual mixed 50/50
+    (plus 1e-3): the right number of sigma orbitals (the RHF count), pure orbitals (weights 0 or
+    1 to 1e-12), orthonormal, and the unmixed orbitals unchanged to 1e-12."""
+    from pyscf import scf
+
+    from qhd_aimd.electronic.pyscf.molecule import build_mol, sigma_adapt
+
+    mol = build_mol(["Li", "H"], [0, 0, 0, 0, 0, 3.0], "6-31g")
+    mo = scf.RHF(mol).run().mo_coeff
+    w0 = _sigma_weights(mol, mo)
+    i, j = 2 + int(np.argmax(w0[2:] > 0.5)), 2 + int(np.argmax(w0[2:] < 0.5))  # virtuals
+    c = mo.copy()
+    a = np.pi / 4 + 1e-3
+    c[:, [i, j]] = mo[:, [i, j]] @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    out, sig = sigma_adapt(mol, c)
+    assert sig.sum() == (w0 > 0.5).sum()
+    w = _sigma_weights(mol, out)
+    assert np.abs(w - sig).max() < 1e-12
+    np.testing.assert_allclose(out.T @ mol.intor("int1e_ovlp") @ out, np.eye(len(w)), atol=1e-12)
+    keep = [k for k in range(len(w)) if k not in (i, j)]
+    np.testing.assert_allclose(out[:, keep], mo[:, keep], atol=1e-12)
