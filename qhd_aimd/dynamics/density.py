@@ -137,21 +137,29 @@ def expm_hermitian_apply(h: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndar
 
 
 def _taylor_plan(a: np.ndarray, order: int = 14, max_squarings: int = 3):
-    """``_expm``'s scaling and per-matrix Taylor order for (..., N, N) matrices a:
-    (a / 2^s, order (...), 2^s (...)); 2^s is 0 for a matrix that needs more than
+    """``_expm``'s scaling and per-matrix Taylor order (``_scaled_taylor``) for (..., N, N)
+    matrices a: (a / 2^s, order (...), 2^s (...)); 2^s is 0 for a matrix that needs more than
     ``max_squarings`` (``_expm_apply`` exponentiates it as a matrix)."""
+    a_s, squarings, need = _scaled_taylor(a, order)
+    return a_s, need, np.where(squarings > max_squarings, 0, 2**squarings)
+
+
+def _scaled_taylor(a: np.ndarray, order: int = 14):
+    """Per matrix of a (..., N, N): the squarings s (...) with ||a / 2^s||_1 <= 1/2 (NaN/inf
+    input: 0), a / 2^s, and the Taylor order (...) whose remainder bound ||a/2^s||^(k+1)/(k+1)!
+    is below 1e-17 (at most ``order``; small steps need ~7 terms, not 14). Every choice is the
+    matrix's own, so each result is independent of the other matrices of the batch (of how
+    trajectories are dealt to ranks)."""
     norm = np.abs(a).sum(axis=-2).max(axis=-1)
-    if (norm <= 0.5).all():  # the usual sub-step: no scaling (NaN goes below)
-        squarings = np.zeros(norm.shape, int)
-    else:
+    squarings = np.zeros(norm.shape, int)
+    if not (norm <= 0.5).all():  # the usual sub-step needs no scaling (NaN goes here)
         with np.errstate(divide="ignore", invalid="ignore"):
             squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
         squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)
-        squarings = np.where(squarings > max_squarings, -1, squarings)
-        a = a / (2.0 ** np.maximum(squarings, 0))[..., None, None]
+        a = a / (2.0**squarings)[..., None, None]
         norm = np.abs(a).sum(axis=-2).max(axis=-1)
     need = np.minimum(np.searchsorted(_taylor_thresholds(order), norm, side="right") + 1, order)
-    return a, need, np.where(squarings < 0, 0, 2 ** np.maximum(squarings, 0))
+    return a, squarings, need
 
 
 def _expm_apply(a: np.ndarray, x: np.ndarray, order: int = 14, plan=None) -> np.ndarray:
@@ -219,18 +227,7 @@ def _expm(a: np.ndarray, order: int = 14) -> np.ndarray:
     """
     if not a.size:
         return np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape).copy()
-    # squarings per matrix (not from the batch's largest norm): each result is independent of
-    # the other matrices in the batch, so of how trajectories are dealt to ranks
-    norm = np.abs(a).sum(axis=-2).max(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        squarings = np.where(norm > 0.5, np.ceil(np.log2(np.maximum(norm, 0.5) / 0.5)), 0)
-    squarings = np.where(np.isfinite(squarings), squarings, 0.0).astype(int)  # NaN/inf input: 0
-    a = a / (2.0**squarings)[..., None, None]
-    # per matrix, the Taylor order whose remainder bound ||a||^(k+1)/(k+1)! is below 1e-17 (at
-    # most ``order``): small steps need ~7 terms, not 14; each matrix's own order, so its result
-    # does not depend on the other matrices of the batch
-    scaled = np.abs(a).sum(axis=-2).max(axis=-1)
-    need = np.minimum(np.searchsorted(_taylor_thresholds(order), scaled, side="right") + 1, order)
+    a, squarings, need = _scaled_taylor(a, order)
     out = term = np.broadcast_to(np.eye(a.shape[-1], dtype=complex), a.shape)
     for k in range(1, int(need.max(initial=0)) + 1):
         term = term @ a / k
