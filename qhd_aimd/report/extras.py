@@ -37,7 +37,7 @@ def read_coordinates(run_dir: Path) -> dict | None:
 def fig_coordinates(label: str, runs: list):
     """One panel per coordinate: every trajectory (thin) and the swarm mean (thick) per method.
     ``runs``: [(method, coordinates dict)]."""
-    from qhd_aimd.report.html import _colors, _plt
+    from qhd_aimd.report.figures import _colors, _plt
 
     plt = _plt()
     names = list(dict.fromkeys(n for _, c in runs for n in c["names"]))
