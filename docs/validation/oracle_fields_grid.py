@@ -2,7 +2,7 @@
 
 Usage:
     python docs/validation/oracle_fields_grid.py [--n 100] [--dt 4] [--cases simple:10,extended:8,...]
-        [--variants qc,qc_exact,gqc_exact,gqc_exact_fq,...] [--width W] [energy_correction=none]
+        [--variants qc_exact,gqc_exact,gqc_exact_fq,...] [--width W] [--t-final T] [key=value ...]
         > docs/validation/oracle_fields_grid.txt
     python docs/validation/oracle_fields_grid.py --check     (sanity checks of the oracle, printed)
 
@@ -63,6 +63,7 @@ from qhd_aimd.exact import make_grid, propagate  # noqa: E402
 from qhd_aimd.prepare.wavepacket import sample_wavepacket  # noqa: E402
 
 N_MIN = 1e-6  # fields are zero where n < N_MIN * max n
+GAP_EVERY = 10  # steps between samples of the rho gap (``rho_gap``)
 MODE_MIN = 1e-13  # Fourier modes of psi below this fraction of the largest are dropped
 NONE = {"energy_correction": "none"}
 VARIANTS = {  # label: (method, oracle?, quantum force?, Propagator options over the defaults)
@@ -228,7 +229,8 @@ def run_case(name, k, x0, variants, n_traj, dt, width=None, options=None, t_fina
         prop = Propagator(backend, method, dt, 10, **opts)
         if oracle:
             prop._update_fields = (lambda p, q: lambda s: oracle_update(p, s, source, q))(prop, fq)
-        runs.append({"label": label, "prop": prop, "s": None, "e": [], "d12": [], "wall": 0.0})
+        runs.append({"label": label, "prop": prop, "s": None, "e": [], "d12": [], "gap": [],
+                     "wall": 0.0})
 
     def drive(i, psi):
         source.set(psi[:, :])
@@ -240,6 +242,8 @@ def run_case(name, k, x0, variants, n_traj, dt, width=None, options=None, t_fina
             r["e"].append(np.add(*r["s"].energies(p.masses)))
             r["d12"].append(np.mean(np.abs(r["s"].rho[:, 0, 1]) ** 2))
             r["wall"] += time.perf_counter() - t0
+            if i % GAP_EVERY == 0:
+                r["gap"].append(rho_gap(r["s"], source))
 
     ex = propagate(model, x0, k, width, 0, dt, n_steps, grid=grid, snapshot=drive)
     rows = [{"method": "exact", "T": ex.transmission, "R": ex.reflection,
@@ -256,8 +260,27 @@ def run_case(name, k, x0, variants, n_traj, dt, width=None, options=None, t_fina
                      "mean_dD": np.abs(d12 - ex.decoherence[: n_steps + 1]).mean(),
                      "dE_swarm": np.abs(e.mean(1) - e[0].mean()).max(),
                      "dE_trj_mean": drift.mean(), "dE_trj_max": drift.max(),
-                     "failures": len(s.failures), "wall": r["wall"], "state": s})
+                     "failures": len(s.failures), "wall": r["wall"], "state": s,
+                     "gap": np.mean(r["gap"], axis=0)})
     return rows
+
+
+def rho_gap(s, source: ExactFields):
+    """(mean ||rho_i - rho_exact(x_i)||_F, mean |rho_i,11 - rho_exact,11(x_i)|) over the active
+    trajectories where n >= N_MIN max n: how far each trajectory's own rho is from the exact
+    conditional density operator at its position (both in its adiabatic basis)."""
+    act = np.flatnonzero(s.active)
+    p0 = source.psi_derivatives(s.positions[act, 0], 0)[0]
+    n = np.sum(np.abs(p0) ** 2, axis=1)
+    ok = n >= N_MIN * source.n_max
+    if not ok.any():
+        return np.zeros(2)
+    v = np.stack([s.elec[i].handle for i in act[ok]])
+    c = np.einsum("tan,ta->tn", v.conj(), p0[ok]) / np.sqrt(n[ok])[:, None]
+    rho_ex = np.einsum("tn,tm->tnm", c, c.conj())
+    diff = s.rho[act[ok]] - rho_ex
+    return np.array([np.sqrt(np.sum(np.abs(diff) ** 2, axis=(1, 2))).mean(),
+                     np.abs(np.real(diff[:, 1, 1])).mean()])
 
 
 def check():
@@ -304,6 +327,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--dt", type=float, default=4.0)
     ap.add_argument("--width", type=float, default=None, help="packet width, bohr (default 20/k)")
+    ap.add_argument("--t-final", type=float, default=None, help="a.u. (default M (|x0| + 15)/k)")
     ap.add_argument("--variants", default="qc_exact,gqc_exact,gqc_exact_fq")
     ap.add_argument("--cases", default=None, help="e.g. simple:10,dual:20,extended:8")
     ap.add_argument("--check", action="store_true")
@@ -322,11 +346,14 @@ def main(argv=None):
     print(f"# {a.n} trajectories, width {'20/k' if a.width is None else a.width} bohr, dt {a.dt:g} a.u., "
           f"seed 1, options {opts or 'defaults'}; [exact] = Table II with the exact fields, "
           "[exact+Fq] = and the quantum force of Eq. 68")
-    print("# energies in mHa; dE_* = drift of E_kin + Tr(rho H_el); wall_s excludes the exact propagation")
+    print("# energies in mHa; dE_* = drift of E_kin + Tr(rho H_el); wall_s excludes the exact propagation;"
+          " gap = time mean (every 10 steps) of the swarm mean of ||rho_i - rho_exact(x_i)||_F and of"
+          " |p1_i - p1_exact(x_i)|")
     print(tg.HEADER, flush=True)
     for name, k, x0 in todo:
-        for r in run_case(name, k, x0, a.variants.split(","), a.n, a.dt, a.width, opts):
-            print(tg.format_row(name, k, r), flush=True)
+        for r in run_case(name, k, x0, a.variants.split(","), a.n, a.dt, a.width, opts, a.t_final):
+            gap = "" if r["method"] == "exact" else f"  gap {r['gap'][0]:.3f} {r['gap'][1]:.3f}"
+            print(tg.format_row(name, k, r) + gap, flush=True)
 
 
 if __name__ == "__main__":
