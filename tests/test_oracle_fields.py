@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "validation"))
-ofg = pytest.importorskip("oracle_fields_grid")
+import oracle_fields_grid as ofg  # noqa: E402
 
 from qhd_aimd.dynamics import fields as fl  # noqa: E402
 from qhd_aimd.electronic.models import ModelBackend, get_model  # noqa: E402
