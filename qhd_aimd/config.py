@@ -217,7 +217,7 @@ class FieldsSpec(_Strict):
         0.1, ge=0, description="the quantum-coupling term stops filling state n once the "
         "trajectory's kinetic energy is below this fraction of E_n - Tr(rho H) (docs/physics.md)")
     power_limit: bool = Field(
-        False, description="scale a trajectory's quantum-coupling rates so that one step raises "
+        True, description="scale a trajectory's quantum-coupling rates so that one step raises "
         "Tr(rho H) by at most half its kinetic energy (docs/physics.md)")
 
 

@@ -88,6 +88,18 @@ def test_hopping_defaults_and_options():
     assert cfg.method == "fssh_qc" and cfg.hopping.rescale == "momentum"
 
 
+def test_coupled_field_defaults():
+    """The decoherence defaults of docs/physics.md: energy-consistent adiabatic momenta, projected
+    quantum momentum, clip 0.1, power limit on (never acts on the Tully grid; bounds a molecule's
+    quantum-coupling step), energy rescaling."""
+    cfg = parse_config({**GOOD, "method": "ehrenfest_qc"})
+    f = cfg.fields
+    assert (f.coherence_gradient, f.quantum_momentum, f.closed_kinetic_fraction, f.power_limit) == \
+        ("energy_consistent", "projected", 0.1, True)
+    assert cfg.dynamics.energy_correction == "rescale"
+    assert parse_config({**GOOD, "fields": {"power_limit": False}}).fields.power_limit is False
+
+
 @pytest.mark.parametrize("hopping,key", [
     ({"decoherence": "idc"}, "hopping.decoherence"),
     ({"edc_constant_hartree": -0.1}, "hopping.edc_constant_hartree"),
