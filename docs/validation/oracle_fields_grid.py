@@ -191,15 +191,6 @@ def oracle_update(prop, s, source: ExactFields, quantum_force=False):
     s.fields_fallback[local] = ~f["ok"]
 
 
-def package_options(cfg):
-    f = cfg.fields
-    return dict(bandwidth_factor=f.bandwidth_factor, bandwidth_bohr=f.bandwidth_bohr, ridge=f.ridge,
-                cutoff=f.cutoff_sigma, demodulate=f.demodulate, quantum_force=f.quantum_force,
-                coherence_gradient=f.coherence_gradient, quantum_momentum=f.quantum_momentum,
-                energy_correction=cfg.dynamics.energy_correction,
-                closed_kinetic_fraction=f.closed_kinetic_fraction, power_limit=f.power_limit)
-
-
 def run_case(name, k, x0, variants, n_traj, dt, width=None, options=None, t_final=None,
              backend=None):
     """Rows (tully_grid format) for one case: the exact one, then one per variant (with its
@@ -219,7 +210,7 @@ def run_case(name, k, x0, variants, n_traj, dt, width=None, options=None, t_fina
     grid = make_grid(model, [x0], [k], [width], 0, n_steps * dt)
     source = ExactFields(grid.axes[0], model.mass)
     pos, mom = sample_wavepacket(x0, k, width, n_traj, 1)
-    kw = {**package_options(cfg), **(options or {})}
+    kw = {**tg.package_options(cfg), **(options or {})}
     runs = []
     for label in variants:
         method, oracle, fq, extra = VARIANTS[label]
@@ -249,19 +240,8 @@ def run_case(name, k, x0, variants, n_traj, dt, width=None, options=None, t_fina
     rows = [{"method": "exact", "T": ex.transmission, "R": ex.reflection,
              "d12_fin": ex.decoherence[n_steps], "wall": ex.wall_time_s}]
     for r in runs:
-        s, e, d12 = r["s"], np.array(r["e"]), np.array(r["d12"])
-        pops = np.real(np.diagonal(s.rho, axis1=1, axis2=2))
-        right = s.positions[:, 0] > 0
-        t_, r_ = (pops * right[:, None]).mean(0), (pops * ~right[:, None]).mean(0)
-        drift = np.abs(e - e[0]).max(axis=0)
-        rows.append({"method": LABEL[r["label"]], "T": t_, "R": r_,
-                     "err": np.abs(t_ - ex.transmission).sum() + np.abs(r_ - ex.reflection).sum(),
-                     "d12_fin": d12[-1], "d12_ex": ex.decoherence[n_steps],
-                     "mean_dD": np.abs(d12 - ex.decoherence[: n_steps + 1]).mean(),
-                     "dE_swarm": np.abs(e.mean(1) - e[0].mean()).max(),
-                     "dE_trj_mean": drift.mean(), "dE_trj_max": drift.max(),
-                     "failures": len(s.failures), "wall": r["wall"], "state": s,
-                     "gap": np.mean(r["gap"], axis=0)})
+        row = tg.score(LABEL[r["label"]], r["s"], r["e"], r["d12"], ex, n_steps, r["wall"])
+        rows.append({**row, "state": r["s"], "gap": np.mean(r["gap"], axis=0)})
     return rows
 
 

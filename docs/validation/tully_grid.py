@@ -62,6 +62,33 @@ def propagator_options(pairs):
     return opts
 
 
+def package_options(cfg):
+    """Propagator keyword arguments of the package defaults (``fields``, ``dynamics``) in ``cfg``."""
+    f = cfg.fields
+    return dict(bandwidth_factor=f.bandwidth_factor, bandwidth_bohr=f.bandwidth_bohr, ridge=f.ridge,
+                cutoff=f.cutoff_sigma, demodulate=f.demodulate, quantum_force=f.quantum_force,
+                coherence_gradient=f.coherence_gradient, quantum_momentum=f.quantum_momentum,
+                energy_correction=cfg.dynamics.energy_correction,
+                closed_kinetic_fraction=f.closed_kinetic_fraction, power_limit=f.power_limit)
+
+
+def score(method, s, e, d12, ex, n_steps, wall):
+    """One table row: T/R per channel of the final swarm ``s`` vs the exact result ``ex``, D_12,
+    energy drift; e (steps + 1, T) E_kin + Tr(rho H) per trajectory, d12 (steps + 1,)."""
+    e, d12 = np.asarray(e), np.asarray(d12)
+    pops = np.real(np.diagonal(s.rho, axis1=1, axis2=2))
+    right = s.positions[:, 0] > 0
+    t_, r_ = (pops * right[:, None]).mean(0), (pops * ~right[:, None]).mean(0)
+    drift_traj = np.abs(e - e[0]).max(axis=0)
+    return {"method": method, "T": t_, "R": r_,
+            "err": np.abs(t_ - ex.transmission).sum() + np.abs(r_ - ex.reflection).sum(),
+            "d12_fin": d12[-1], "d12_ex": ex.decoherence[n_steps],
+            "mean_dD": np.abs(d12 - ex.decoherence[: n_steps + 1]).mean(),
+            "dE_swarm": np.abs(e.mean(1) - e[0].mean()).max(),
+            "dE_trj_mean": drift_traj.mean(), "dE_trj_max": drift_traj.max(),
+            "failures": len(s.failures), "wall": wall}
+
+
 def run_case(name, k, x0, methods, n_traj, dt, options, exact_cache=None):
     """Rows (dict per method) for one grid case; the exact reference first."""
     width = 20.0 / k
@@ -78,13 +105,7 @@ def run_case(name, k, x0, methods, n_traj, dt, options, exact_cache=None):
     backend = ModelBackend(get_model(name))
     for method in methods:
         t0 = time.perf_counter()
-        f = cfg.fields
-        kw = dict(bandwidth_factor=f.bandwidth_factor, bandwidth_bohr=f.bandwidth_bohr, ridge=f.ridge,
-                  cutoff=f.cutoff_sigma, demodulate=f.demodulate, quantum_force=f.quantum_force,
-                  coherence_gradient=f.coherence_gradient, quantum_momentum=f.quantum_momentum,
-                  energy_correction=cfg.dynamics.energy_correction,
-                  closed_kinetic_fraction=f.closed_kinetic_fraction, power_limit=f.power_limit)
-        prop = Propagator(backend, method, dt, 10, **{**kw, **options})
+        prop = Propagator(backend, method, dt, 10, **{**package_options(cfg), **options})
         s = prop.initialize(np.arange(n_traj), pos, mom, np.zeros(n_traj, int))
         e = [np.add(*s.energies(prop.masses))]
         d12 = [np.mean(np.abs(s.rho[:, 0, 1]) ** 2)]
@@ -92,19 +113,7 @@ def run_case(name, k, x0, methods, n_traj, dt, options, exact_cache=None):
             s = prop.step(s)
             e.append(np.add(*s.energies(prop.masses)))
             d12.append(np.mean(np.abs(s.rho[:, 0, 1]) ** 2))
-        wall = time.perf_counter() - t0
-        e = np.array(e)
-        pops = np.real(np.diagonal(s.rho, axis1=1, axis2=2))
-        right = s.positions[:, 0] > 0
-        t_, r_ = (pops * right[:, None]).mean(0), (pops * ~right[:, None]).mean(0)
-        drift_traj = np.abs(e - e[0]).max(axis=0)
-        rows.append({"method": method, "T": t_, "R": r_,
-                     "err": np.abs(t_ - ex.transmission).sum() + np.abs(r_ - ex.reflection).sum(),
-                     "d12_fin": d12[-1], "d12_ex": ex.decoherence[n_steps],
-                     "mean_dD": np.abs(np.array(d12) - ex.decoherence[: n_steps + 1]).mean(),
-                     "dE_swarm": np.abs(e.mean(1) - e[0].mean()).max(),
-                     "dE_trj_mean": drift_traj.mean(), "dE_trj_max": drift_traj.max(),
-                     "failures": len(s.failures), "wall": wall})
+        rows.append(score(method, s, e, d12, ex, n_steps, time.perf_counter() - t0))
     return rows
 
 
